@@ -1,0 +1,57 @@
+# Development tasks. `make` alone lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k ingest"
+PYTEST_ARGS ?=
+# The Procfile's commands (gunicorn, celery, alembic) come from the venv.
+USE_VENV := export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+
+.PHONY: help venv run test lint migrate clean
+
+help: ## List the targets
+	@echo "Targets:"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv and install requirements.txt (reruns when it changes)
+
+$(STAMP): requirements.txt
+	@if [ ! -x $(PY) ]; then \
+	  echo "Creating $(VENV)"; \
+	  if ! python3 -m venv $(VENV); then \
+	    rm -rf $(VENV); \
+	    echo "python3 -m venv failed; if ensurepip is missing: sudo apt-get install python3-venv" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+run: venv ## Start web, worker and flower with .env (starts local PostgreSQL/Redis)
+	@if [ ! -f .env ]; then cp .env.example .env; echo "Created .env from .env.example"; fi
+	$(PY) scripts/ensure_services.py
+	$(USE_VENV); honcho run alembic upgrade head
+	@$(VENV)/bin/honcho run sh -c ' \
+	  echo; \
+	  echo "web:    http://localhost:$${PORT:-8000}"; \
+	  echo "flower: http://localhost:$${FLOWER_PORT:-5555} (user $${FLOWER_BASIC_AUTH%%:*}; password in FLOWER_BASIC_AUTH in .env)"; \
+	  echo "ingest tokens:   $${INGEST_TOKENS}"; \
+	  echo "operator tokens: $${OPERATOR_TOKENS}"; \
+	  echo'
+	$(USE_VENV); exec honcho start web worker flower
+
+test: venv ## Run pytest against DATABASE_URL/REDIS_URL of the environment (not .env)
+	$(PY) scripts/ensure_services.py --no-env-file
+	$(USE_VENV); $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## Run ruff
+	$(VENV)/bin/ruff check .
+
+migrate: venv ## Apply the migrations (the Procfile's release step) with .env
+	$(USE_VENV); honcho run alembic upgrade head
+
+clean: ## Remove .venv
+	rm -rf $(VENV)

@@ -1,0 +1,29 @@
+"""Alembic environment: the same DATABASE_URL and metadata as the application."""
+
+import os
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from models import links, live, readings  # noqa: F401  (registers the tables)
+from models.db import Base, sqlalchemy_url
+from settings import Settings
+
+config = context.config
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def run_migrations_online() -> None:
+    """Apply migrations over one connection, in one transaction."""
+    url = os.environ.get("DATABASE_URL") or Settings.database_url
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,49 @@
+"""The engine factory and declarative base that web, workers and Alembic share.
+
+There is one engine per process. Workers fork after start-up, so each child
+disposes what it inherited (see workers/app.py) rather than sharing sockets.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, MetaData, create_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import DeclarativeBase
+
+# Stable constraint names, so that Alembic's autogenerate and `alembic check`
+# compare like with like.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def sqlalchemy_url(database_url: str) -> URL:
+    """Turn any libpq URI (postgres://, postgresql://) into one for psycopg 3."""
+    url = make_url(database_url)
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def create_db_engine(database_url: str, pool_size: int = 5) -> Engine:
+    """An engine whose pool survives a database restart.
+
+    pre-ping replaces connections the server closed while they sat in the pool;
+    the connect timeout keeps a dead server from holding a request for minutes.
+    """
+    return create_engine(
+        sqlalchemy_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )

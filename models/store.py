@@ -1,0 +1,115 @@
+"""Bulk writes of a batch of readings: history rows and live state, one transaction.
+
+Each device kind is written by one statement: the history insert skips readings
+already stored (same device and instant: the first one stored stands), and only
+the rows it really inserted go on to the live upsert, which replaces a device's
+row only with a newer reading. Rows are sorted by (device, instant) so that two
+workers writing overlapping batches take their row locks in the same order and
+cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, text
+
+STORE_METERS = text(
+    """
+    WITH batch AS (
+        SELECT * FROM unnest(
+            CAST(:device AS text[]), CAST(:ts AS timestamptz[]),
+            CAST(:ac AS float8[]), CAST(:voltage AS float8[])
+        ) AS b(meter_id, ts, kwh_consumed_ac, voltage)
+        ORDER BY meter_id, ts
+    ), stored AS (
+        INSERT INTO meter_readings (meter_id, ts, kwh_consumed_ac, voltage)
+        SELECT * FROM batch
+        ON CONFLICT DO NOTHING
+        RETURNING *
+    ), live AS (
+        INSERT INTO live_meters AS cur (meter_id, ts, kwh_consumed_ac, voltage)
+        SELECT DISTINCT ON (meter_id) * FROM stored ORDER BY meter_id, ts DESC
+        ON CONFLICT (meter_id) DO UPDATE
+            SET ts = excluded.ts, kwh_consumed_ac = excluded.kwh_consumed_ac,
+                voltage = excluded.voltage
+            WHERE cur.ts < excluded.ts
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
+    """
+)
+
+STORE_VEHICLES = text(
+    """
+    WITH batch AS (
+        SELECT * FROM unnest(
+            CAST(:device AS text[]), CAST(:ts AS timestamptz[]), CAST(:soc AS float8[]),
+            CAST(:dc AS float8[]), CAST(:temp AS float8[])
+        ) AS b(vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
+        ORDER BY vehicle_id, ts
+    ), stored AS (
+        INSERT INTO vehicle_readings (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
+        SELECT * FROM batch
+        ON CONFLICT DO NOTHING
+        RETURNING *
+    ), live AS (
+        INSERT INTO live_vehicles AS cur
+            (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
+        SELECT DISTINCT ON (vehicle_id) * FROM stored ORDER BY vehicle_id, ts DESC
+        ON CONFLICT (vehicle_id) DO UPDATE
+            SET ts = excluded.ts, soc = excluded.soc,
+                kwh_delivered_dc = excluded.kwh_delivered_dc,
+                battery_temp = excluded.battery_temp
+            WHERE cur.ts < excluded.ts
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
+    """
+)
+
+METER_COLUMNS = ("device", "ts", "ac", "voltage")
+VEHICLE_COLUMNS = ("device", "ts", "soc", "dc", "temp")
+
+
+@dataclass
+class Columns:
+    """Readings of one kind, column by column, as the bulk statements take them."""
+
+    names: tuple[str, ...]
+    values: list[list] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.values = [[] for _ in self.names]
+
+    def append(self, row: list) -> None:
+        for column, value in zip(self.values, row, strict=True):
+            column.append(value)
+
+    def __len__(self) -> int:
+        return len(self.values[0])
+
+    def params(self) -> dict[str, list]:
+        return dict(zip(self.names, self.values, strict=True))
+
+
+@dataclass
+class StoreResult:
+    readings: int = 0
+    stored: int = 0
+    live_updated: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.readings - self.stored
+
+
+def store_batch(conn: Connection, meters: Columns, vehicles: Columns) -> StoreResult:
+    """Write both kinds within the caller's transaction; meters first, always."""
+    result = StoreResult(readings=len(meters) + len(vehicles))
+    for statement, columns in ((STORE_METERS, meters), (STORE_VEHICLES, vehicles)):
+        if len(columns):
+            stored, live = conn.execute(statement, columns.params()).one()
+            result.stored += stored
+            result.live_updated += live
+    return result

@@ -1,0 +1,108 @@
+"""Every setting of the web and worker processes, read from the environment once.
+
+The defaults are those of the external contract (../shared/CONTRACT.md). A bad
+value stops the process at start-up with a message naming the variable, rather
+than failing later on the first request that needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+DEV_INGEST_TOKEN = "dev-ingest-token"
+DEV_OPERATOR_TOKEN = "dev-operator-token"
+
+
+class SettingsError(ValueError):
+    """A setting in the environment is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql://localhost/energy"
+    redis_url: str = "redis://localhost:6379/0"
+    # Every Redis key (queue, Celery broker, beat lock) starts with this, so that
+    # several deployments or test sessions can share one Redis.
+    redis_prefix: str = "energy"
+    ingest_tokens: tuple[str, ...] = (DEV_INGEST_TOKEN,)
+    operator_tokens: tuple[str, ...] = (DEV_OPERATOR_TOKEN,)
+    max_batch: int = 10_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_clock_skew_s: int = 300
+    max_backlog: int = 2_000_000
+    retention_days: int | None = None
+    # A drain transaction takes whichever comes first: this many readings, or
+    # this long since its first reading arrived.
+    batch_max_readings: int = 5_000
+    batch_max_wait_ms: int = 200
+    # Queue entries a consumer has held this long without acknowledging are
+    # taken over by another worker: the holder is presumed dead.
+    claim_idle_s: float = 30.0
+    # Beat starts a drain task this often; one task drains for at most this long.
+    drain_interval_s: float = 1.0
+    drain_task_s: float = 10.0
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be above 0, got {raw!r}")
+    return value
+
+
+def _tokens(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        log.warning("%s is not set: using the development token", name)
+        raw = default
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if not tokens:
+        raise SettingsError(f"{name} must list at least one token")
+    return tokens
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    retention = env.get("RETENTION_DAYS", "").strip()
+    return Settings(
+        database_url=env.get("DATABASE_URL") or Settings.database_url,
+        redis_url=env.get("REDIS_URL") or Settings.redis_url,
+        redis_prefix=env.get("REDIS_PREFIX") or Settings.redis_prefix,
+        ingest_tokens=_tokens(env, "INGEST_TOKENS", DEV_INGEST_TOKEN),
+        operator_tokens=_tokens(env, "OPERATOR_TOKENS", DEV_OPERATOR_TOKEN),
+        max_batch=_int(env, "MAX_BATCH", Settings.max_batch),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", Settings.max_body_bytes),
+        max_clock_skew_s=_int(env, "MAX_CLOCK_SKEW", Settings.max_clock_skew_s, 0),
+        max_backlog=_int(env, "MAX_BACKLOG", Settings.max_backlog),
+        retention_days=_int(env, "RETENTION_DAYS", 0) if retention else None,
+        batch_max_readings=_int(env, "BATCH_MAX_READINGS", Settings.batch_max_readings),
+        batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", Settings.batch_max_wait_ms, 0),
+        claim_idle_s=_float(env, "CLAIM_IDLE_S", Settings.claim_idle_s),
+        drain_interval_s=_float(env, "DRAIN_INTERVAL_S", Settings.drain_interval_s),
+        drain_task_s=_float(env, "DRAIN_TASK_S", Settings.drain_task_s),
+    )

@@ -1,0 +1,213 @@
+"""Fixtures: a fresh PostgreSQL database per test session (built by the real
+migrations), a Redis key prefix of its own per test, and real Celery workers
+started as subprocesses where a test needs one.
+
+TEST_DATABASE_URL (default: DATABASE_URL, else postgresql://localhost/energy)
+names the server; its database part is replaced by a throwaway one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+from sqlalchemy import Engine, make_url, text
+
+import settings as settings_module
+from models.db import create_db_engine
+from web import create_app
+from workers.drain import DrainReport, drain
+from workers.queue import ReadingQueue
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links")
+INGEST = {"Authorization": "Bearer test-ingest"}
+OPERATOR = {"Authorization": "Bearer test-operator"}
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 30, what: str = "condition"):
+    """Poll until condition() is truthy; return its value or fail the test."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _server_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or (
+        settings_module.Settings.database_url
+    )
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A new database with every migration applied, dropped after the session."""
+    server = psycopg.conninfo.conninfo_to_dict(_server_url())
+    name = f"energy_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.conninfo.make_conninfo(**{**server, "dbname": "postgres"})
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_url(_server_url()).set(database=name).render_as_string(hide_password=False)
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": url}, check=True, capture_output=True,
+    )
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL") or (
+        settings_module.Settings.redis_url
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = create_db_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, engine: Engine) -> Iterator[settings_module.Settings]:
+    """Settings of one test: its own Redis prefix, short batch waits, test tokens.
+
+    Afterwards the test's Redis keys are deleted and every table emptied.
+    """
+    s = dataclasses.replace(
+        settings_module.load({"INGEST_TOKENS": "test-ingest", "OPERATOR_TOKENS": "test-operator"}),
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=f"test-{uuid.uuid4().hex[:12]}",
+        batch_max_wait_ms=20,
+        drain_interval_s=0.2,
+        claim_idle_s=2,
+    )
+    yield s
+    client = redis.Redis.from_url(s.redis_url)
+    keys = list(client.scan_iter(match=f"{s.redis_prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)}"))
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app({"TESTING": True, "SETTINGS": settings})
+    yield application
+    application.extensions["engine"].dispose()
+    application.extensions["queue"].redis.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def queue(app) -> ReadingQueue:
+    return app.extensions["queue"]
+
+
+@pytest.fixture
+def drain_all(queue, engine, settings) -> Callable[[], DrainReport]:
+    """Drain everything queued, in this process, as a worker would."""
+
+    def run() -> DrainReport:
+        return drain(queue, engine, "test-drainer", settings, budget_s=5)
+
+    return run
+
+
+def count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+class WorkerProcess:
+    """A real `celery worker` (with its embedded beat) in its own process group."""
+
+    def __init__(self, settings: settings_module.Settings, log_path: Path) -> None:
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "REDIS_PREFIX": settings.redis_prefix,
+            "INGEST_TOKENS": ",".join(settings.ingest_tokens),
+            "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
+            "CLAIM_IDLE_S": str(settings.claim_idle_s),
+            "DRAIN_INTERVAL_S": str(settings.drain_interval_s),
+            "BATCH_MAX_WAIT_MS": str(settings.batch_max_wait_ms),
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, concurrency: int = 2) -> WorkerProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "--app", "workers.app", "worker", "--beat",
+             "--scheduler", "redbeat.RedBeatScheduler", "--loglevel", "INFO",
+             "--concurrency", str(concurrency), "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker and every process it started, as a crash would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker_factory(settings, tmp_path) -> Iterator[Callable[[], WorkerProcess]]:
+    """Start real Celery workers on this test's database and queue; all stopped after."""
+    started: list[WorkerProcess] = []
+
+    def start(concurrency: int = 2) -> WorkerProcess:
+        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log").start(concurrency)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """A local port nothing listens on (for a service that is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,76 @@
+"""Real Celery workers (subprocesses with their embedded beat) draining the queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+from sqlalchemy import make_url, text
+
+from tests.conftest import INGEST, OPERATOR, count, wait_for
+from tests.readings import NOW, meter, vehicle
+
+
+def post_all(client, readings, size=200):
+    for i in range(0, len(readings), size):
+        response = client.post("/v1/ingest", json=readings[i:i + size], headers=INGEST)
+        assert response.status_code == 202, response.json
+
+
+def stored_vehicle_keys(engine) -> list[tuple[str, object]]:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT vehicle_id, ts FROM vehicle_readings")).all()
+
+
+def libpq(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_worker_drains_readings_into_history_and_live_state(client, queue, engine, worker_factory):
+    worker_factory()
+    readings = [meter(f"M-{i % 50}", at=NOW - timedelta(minutes=i)) for i in range(300)]
+    readings += [vehicle(f"V-{i % 50}", at=NOW - timedelta(minutes=i)) for i in range(300)]
+    post_all(client, readings)
+    wait_for(lambda: queue.backlog() == 0, 30, "the backlog to drain")
+    assert count(engine, "meter_readings") == count(engine, "vehicle_readings") == 300
+    assert count(engine, "live_meters") == count(engine, "live_vehicles") == 50
+    live = client.get("/v1/live/vehicles/V-0", headers=OPERATOR).json
+    assert live["timestamp"] == readings[300]["timestamp"]  # V-0's newest is i=0
+
+
+def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
+    client, queue, engine, settings, worker_factory
+):
+    readings = [vehicle(f"V-{i % 40}", at=NOW - timedelta(seconds=i)) for i in range(1200)]
+    with psycopg.connect(libpq(settings.database_url)) as blocker:
+        # Hold the history table so the worker's batch stops inside its transaction.
+        blocker.execute("LOCK TABLE vehicle_readings IN EXCLUSIVE MODE")
+        first = worker_factory(concurrency=1)
+        post_all(client, readings)
+        wait_for(lambda: _insert_waiting_on_lock(engine), 30, "the worker to block mid-batch")
+        first.kill()
+        assert queue.backlog() == len(readings)  # nothing was acknowledged
+        blocker.rollback()
+    worker_factory()
+    wait_for(lambda: queue.backlog() == 0, 60, "a new worker to store the dead worker's batch")
+    keys = stored_vehicle_keys(engine)
+    assert len(keys) == len(set(keys)) == len(readings)
+    assert count(engine, "live_vehicles") == 40
+
+
+def test_two_workers_share_one_queue_without_loss(client, queue, engine, worker_factory):
+    worker_factory(concurrency=1)
+    worker_factory(concurrency=1)
+    readings = [meter(f"M-{i % 100}", at=NOW - timedelta(seconds=i)) for i in range(5000)]
+    post_all(client, readings, size=500)
+    wait_for(lambda: queue.backlog() == 0, 60, "two workers to drain the backlog")
+    assert count(engine, "meter_readings") == 5000
+    assert count(engine, "live_meters") == 100
+
+
+def _insert_waiting_on_lock(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE '%INSERT INTO vehicle_readings%'"
+        )).first())

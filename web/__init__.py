@@ -1,0 +1,35 @@
+"""The Flask app factory: `gunicorn "web:create_app()"`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+import settings as settings_module
+from models.db import create_db_engine
+from web import analytics, errors, health, ingest, live, meters
+from web.schemas import ReadingValidator
+from workers.queue import ReadingQueue
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; `test_config` may carry SETTINGS to use instead of the environment."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config.from_mapping(test_config or {})
+    if "SETTINGS" not in app.config:
+        app.config["SETTINGS"] = settings_module.load()
+    settings = app.config["SETTINGS"]
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+
+    app.extensions["engine"] = create_db_engine(settings.database_url)
+    app.extensions["queue"] = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
+    app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
+
+    errors.register(app)
+    for module in (ingest, analytics, live, meters, health):
+        app.register_blueprint(module.bp)
+    return app

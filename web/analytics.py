@@ -1,0 +1,51 @@
+"""GET /v1/analytics/performance/{vehicleId}: energy and efficiency over a window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flask import Blueprint, current_app, request
+
+from models.analytics import vehicle_performance
+from web.auth import require
+from web.errors import ApiError
+from web.timestamps import format_rfc3339, parse_rfc3339
+
+bp = Blueprint("analytics", __name__)
+bp.before_request(require("operator"))
+
+DEFAULT_WINDOW = timedelta(hours=24)
+
+
+def window() -> tuple[datetime, datetime]:
+    """[from, to) from the query; `to` defaults to now and `from` to 24 h before `to`."""
+    bounds = {}
+    for name in ("from", "to"):
+        raw = request.args.get(name)
+        if raw is None:
+            continue
+        try:
+            bounds[name] = parse_rfc3339(raw)
+        except ValueError:
+            raise ApiError(400, f"`{name}` must be an RFC 3339 date-time with a time zone.") from None
+    to_ts = bounds.get("to") or datetime.now(UTC)
+    from_ts = bounds.get("from") or to_ts - DEFAULT_WINDOW
+    if from_ts >= to_ts:
+        raise ApiError(400, "`from` must be before `to`.")
+    return from_ts, to_ts
+
+
+@bp.get("/v1/analytics/performance/<vehicle_id>")
+def performance(vehicle_id: str):
+    from_ts, to_ts = window()
+    perf = vehicle_performance(current_app.extensions["engine"], vehicle_id, from_ts, to_ts)
+    if perf is None:
+        raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
+    return {
+        "vehicleId": vehicle_id,
+        "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
+        "totalEnergy": {"acConsumedKwh": perf.ac_kwh, "dcDeliveredKwh": perf.dc_kwh},
+        "efficiencyRatio": perf.efficiency,
+        "avgBatteryTemp": perf.avg_battery_temp,
+        "readings": {"meter": perf.meter_readings, "vehicle": perf.vehicle_readings},
+    }

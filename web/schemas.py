@@ -1,0 +1,161 @@
+"""Marshmallow schemas: the one statement of what a valid request body is.
+
+A reading is a meter reading or a vehicle reading; its kind is named by `type`
+or follows from the id it carries. Validated readings become queue rows
+("m"|"v", device, UTC timestamp, values...) as workers/drain.py reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from web.timestamps import format_rfc3339, parse_rfc3339
+
+ID_PATTERN = r"\A[A-Za-z0-9._:-]{1,64}\Z"
+
+
+class DeviceId(fields.String):
+    """1 to 64 characters of A-Z a-z 0-9 . _ : -"""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            required=True,
+            validate=validate.Regexp(
+                ID_PATTERN, error="Must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"
+            ),
+            **kwargs,
+        )
+
+
+class JsonNumber(fields.Float):
+    """A finite JSON number: booleans, null and numeric strings are refused."""
+
+    default_error_messages = {
+        "invalid": "Must be a number.",
+        "special": "Must be a finite number.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=True, allow_nan=False, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        try:
+            float(value)
+        except OverflowError:  # an integer too large for a float
+            raise self.make_error("special") from None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Timestamp(fields.Field):
+    """An RFC 3339 date-time with a zone, loaded as an aware UTC datetime."""
+
+    default_error_messages = {
+        "invalid": "Must be an RFC 3339 date-time with a time zone, "
+        "such as 2026-02-10T00:55:12Z."
+    }
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            return parse_rfc3339(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
+
+
+class MeterReadingSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    kind = fields.String(data_key="type", validate=validate.Equal("meter"))
+    meterId = DeviceId()
+    kwhConsumedAc = JsonNumber(validate=validate.Range(min=0))
+    voltage = JsonNumber(validate=validate.Range(min=0, min_inclusive=False))
+    timestamp = Timestamp(required=True)
+
+
+class VehicleReadingSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    kind = fields.String(data_key="type", validate=validate.Equal("vehicle"))
+    vehicleId = DeviceId()
+    soc = JsonNumber(validate=validate.Range(min=0, max=100))
+    kwhDeliveredDc = JsonNumber(validate=validate.Range(min=0))
+    batteryTemp = JsonNumber(validate=validate.Range(min=-50, max=150))
+    timestamp = Timestamp(required=True)
+
+
+class LinkSchema(Schema):
+    """Body of PUT /v1/meters/{meterId}/vehicle."""
+
+    class Meta:
+        unknown = RAISE
+
+    vehicleId = DeviceId()
+    since = Timestamp()
+
+
+class ReadingValidator:
+    """Validates readings of either kind against the time limits of the settings."""
+
+    def __init__(self, max_clock_skew_s: int, retention_days: int | None) -> None:
+        self.schemas = {"meter": MeterReadingSchema(), "vehicle": VehicleReadingSchema()}
+        self.max_skew = timedelta(seconds=max_clock_skew_s)
+        self.retention = timedelta(days=retention_days) if retention_days else None
+
+    def validate(self, readings: list) -> tuple[list[list], dict[int, Any]]:
+        """Queue rows for the readings, and the errors by index (empty if none)."""
+        now = datetime.now(UTC)
+        rows: list[list] = []
+        errors: dict[int, Any] = {}
+        for index, reading in enumerate(readings):
+            try:
+                rows.append(self.row(reading, now))
+            except ValidationError as exc:
+                errors[index] = exc.messages
+        return rows, errors
+
+    def row(self, reading: Any, now: datetime) -> list:
+        kind = kind_of(reading)
+        data = self.schemas[kind].load(reading)
+        self.check_time(data["timestamp"], now)
+        ts = format_rfc3339(data["timestamp"])
+        if kind == "meter":
+            return ["m", data["meterId"], ts, data["kwhConsumedAc"], data["voltage"]]
+        return ["v", data["vehicleId"], ts, data["soc"], data["kwhDeliveredDc"],
+                data["batteryTemp"]]
+
+    def check_time(self, ts: datetime, now: datetime) -> None:
+        if ts > now + self.max_skew:
+            raise ValidationError(
+                {"timestamp": [f"Lies more than {int(self.max_skew.total_seconds())} s in the future."]}
+            )
+        if self.retention and ts < now - self.retention:
+            raise ValidationError(
+                {"timestamp": [f"Older than the {self.retention.days}-day retention."]}
+            )
+
+
+def kind_of(reading: Any) -> str:
+    """'meter' or 'vehicle', by `type` or by the id the reading carries."""
+    if not isinstance(reading, dict):
+        raise ValidationError({"_schema": ["A reading must be a JSON object."]})
+    declared = reading.get("type")
+    if declared in ("meter", "vehicle"):
+        return declared  # the schema refuses fields of the other kind
+    if "type" in reading:
+        raise ValidationError({"type": ['Must be "meter" or "vehicle".']})
+    has_meter, has_vehicle = "meterId" in reading, "vehicleId" in reading
+    if has_meter and has_vehicle:
+        raise ValidationError({"_schema": ["Has both meterId and vehicleId."]})
+    if has_meter:
+        return "meter"
+    if has_vehicle:
+        return "vehicle"
+    raise ValidationError({"_schema": ["Needs a meterId or a vehicleId."]})

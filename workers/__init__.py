@@ -1,0 +1,1 @@
+"""Celery workers that drain queued readings into PostgreSQL."""

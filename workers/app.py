@@ -1,0 +1,87 @@
+"""The Celery app, built from the settings alone: `celery --app workers.app worker`.
+
+The worker runs with an embedded beat that uses RedBeat's lock in Redis, so any
+number of worker processes may run and exactly one of them schedules the
+periodic drain; if it dies, another takes the lock within `redbeat_lock_timeout`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from celery import Celery
+from celery.signals import worker_process_init
+from sqlalchemy import Engine
+
+import settings as settings_module
+from models.db import create_db_engine
+from workers.queue import ReadingQueue
+
+log = logging.getLogger(__name__)
+
+settings = settings_module.load()
+
+
+def make_celery(s: settings_module.Settings) -> Celery:
+    """A Celery app on the settings' Redis, with every key under its prefix."""
+    app = Celery("energy", broker=s.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        broker_transport_options={"global_keyprefix": f"{s.redis_prefix}:celery:"},
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        # Flower builds its views from these events.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_prefetch_multiplier=1,
+        beat_schedule={
+            "drain-queue": {
+                "task": "workers.drain",
+                "schedule": s.drain_interval_s,
+                # A drain that waited this long is stale: a newer one is queued.
+                "options": {"expires": s.drain_interval_s * 2},
+            },
+        },
+        beat_max_loop_interval=1,
+        redbeat_redis_url=s.redis_url,
+        redbeat_key_prefix=f"{s.redis_prefix}:redbeat:",
+        redbeat_lock_timeout=10,
+    )
+    return app
+
+
+app = make_celery(settings)
+
+_engine: Engine | None = None
+_queue: ReadingQueue | None = None
+
+
+@worker_process_init.connect
+def _forget_inherited_connections(**_: object) -> None:
+    """A forked pool process must open its own connections, never share its parent's."""
+    global _engine, _queue
+    if _engine is not None:
+        _engine.dispose(close=False)
+    _engine = _queue = None
+
+
+def engine() -> Engine:
+    """This process's database engine."""
+    global _engine
+    if _engine is None:
+        _engine = create_db_engine(settings.database_url, pool_size=2)
+    return _engine
+
+
+def queue() -> ReadingQueue:
+    """This process's view of the reading queue."""
+    global _queue
+    if _queue is None:
+        _queue = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
+    return _queue
+
+
+def consumer_name() -> str:
+    """Unique per process, so a restarted worker never inherits a dead one's pending list."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,172 @@
+"""The Redis queue of validated readings: how the web puts them on and workers take them off.
+
+The queue is a Redis stream read through a consumer group. A request's
+readings are appended as entries of at most ENTRY_READINGS readings each, in one
+atomic script that also checks and raises the backlog counter, so a request is
+queued whole or not at all. A worker reads entries into its pending list,
+stores them, and acknowledges (and deletes) them only after its transaction
+commits; entries left pending by a worker that died are claimed by another one
+once they have sat idle for `claim_idle_s`. Storing is idempotent, so an entry
+stored twice (its worker died between commit and acknowledgement) costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import redis
+
+GROUP = "drain"
+# Bounds a batch's overshoot: a read asks for just enough entries to fill it.
+ENTRY_READINGS = 100
+
+# KEYS: stream, backlog counter. ARGV: readings, backlog limit, then one payload
+# per entry. Returns the new backlog, or -1 when the queue is full.
+ENQUEUE_LUA = """
+local queued = tonumber(redis.call('GET', KEYS[2]) or '0')
+if queued >= tonumber(ARGV[2]) then return -1 end
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], '*', 'r', ARGV[i])
+end
+return redis.call('INCRBY', KEYS[2], ARGV[1])
+"""
+
+# KEYS: stream, backlog counter. ARGV: group, then (entry id, readings) pairs.
+# Only entries this call really acknowledges lower the backlog, so an entry
+# acknowledged twice (by its dead owner's successor, then by a late owner) counts once.
+ACK_LUA = """
+local done = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    done = done + tonumber(ARGV[i + 1])
+  end
+end
+if done > 0 then redis.call('DECRBY', KEYS[2], done) end
+return done
+"""
+
+
+class QueueFull(Exception):
+    """The backlog is at its limit: the client should retry later."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    rows: list[list]
+
+
+def entry_payloads(rows: list[list]) -> list[str]:
+    """Split a request's rows into entry payloads of at most ENTRY_READINGS rows."""
+    return [
+        json.dumps(rows[i : i + ENTRY_READINGS], separators=(",", ":"))
+        for i in range(0, len(rows), ENTRY_READINGS)
+    ]
+
+
+class ReadingQueue:
+    """The queue under one key prefix, on one Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.stream = f"{prefix}:readings"
+        self.backlog_key = f"{prefix}:backlog"
+        self._enqueue = client.register_script(ENQUEUE_LUA)
+        self._ack = client.register_script(ACK_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> ReadingQueue:
+        # Short timeouts: with Redis down, ingest must answer 503 at once, not hang.
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
+        return cls(client, prefix)
+
+    # -- the web's side -------------------------------------------------------
+
+    def put(self, rows: list[list], max_backlog: int) -> int:
+        """Queue all rows or none; returns the backlog. Raises QueueFull, redis errors."""
+        backlog = self._enqueue(
+            keys=[self.stream, self.backlog_key],
+            args=[len(rows), max_backlog, *entry_payloads(rows)],
+        )
+        if backlog < 0:
+            raise QueueFull()
+        return backlog
+
+    def backlog(self) -> int:
+        """Readings queued and not yet acknowledged as stored."""
+        return int(self.redis.get(self.backlog_key) or 0)
+
+    # -- the workers' side ----------------------------------------------------
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start) unless it exists."""
+        try:
+            self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def claim_stale(self, consumer: str, idle_s: float, count: int = 1000) -> int:
+        """Take over entries that a presumably dead consumer has held too long."""
+        claimed = self.redis.xautoclaim(
+            self.stream, GROUP, consumer, min_idle_time=int(idle_s * 1000),
+            start_id="0-0", count=count, justid=True,
+        )
+        return len(claimed)
+
+    def take(
+        self, consumer: str, max_readings: int, fill_wait_s: float, idle_wait_s: float = 0.0
+    ) -> list[Entry]:
+        """A batch of about max_readings readings at most.
+
+        This consumer's own pending entries come first (a retry, or entries
+        claimed from a dead consumer). Otherwise it waits up to idle_wait_s for
+        new ones, then up to fill_wait_s more for the batch to fill.
+        """
+        pending = self._read(consumer, "0", max_readings, block_ms=None)
+        if pending:
+            return pending
+        entries = self._read(consumer, ">", max_readings, block_ms=max(1, int(idle_wait_s * 1000)))
+        deadline = time.monotonic() + fill_wait_s
+        while entries and (room := max_readings - sum(len(e.rows) for e in entries)) > 0:
+            wait_ms = int((deadline - time.monotonic()) * 1000)
+            if wait_ms <= 0:
+                break
+            got = self._read(consumer, ">", room, block_ms=wait_ms)
+            if not got:
+                break
+            entries.extend(got)
+        return entries
+
+    def _read(self, consumer: str, start: str, room: int, block_ms: int | None) -> list[Entry]:
+        count = max(1, math.ceil(room / ENTRY_READINGS))
+        try:
+            reply = self.redis.xreadgroup(
+                GROUP, consumer, {self.stream: start}, count=count, block=block_ms
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group()  # Redis lost its data (restart without persistence)
+            return []
+        if not reply:
+            return []
+        # An entry deleted while still pending comes back without fields: it
+        # carries no readings but must still be acknowledged to leave the list.
+        return [
+            Entry(id_.decode(), json.loads(fields[b"r"]) if fields else [])
+            for id_, fields in reply[0][1]
+        ]
+
+    def ack(self, entries: list[Entry]) -> int:
+        """Acknowledge stored entries; returns the readings that left the backlog."""
+        args: list = [GROUP]
+        for entry in entries:
+            args += [entry.id, len(entry.rows)]
+        return self._ack(keys=[self.stream, self.backlog_key], args=args)
