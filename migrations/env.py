@@ -6,7 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from models import links, live, readings  # noqa: F401  (registers the tables)
+from models import dead_letters, links, live, readings  # noqa: F401  (registers the tables)
 from models.db import Base, sqlalchemy_url
 from settings import Settings
 

@@ -98,10 +98,17 @@ class StoreResult:
     readings: int = 0
     stored: int = 0
     live_updated: int = 0
+    refused: int = 0  # dead-lettered
+
+    def merge(self, other: StoreResult) -> None:
+        self.readings += other.readings
+        self.stored += other.stored
+        self.live_updated += other.live_updated
+        self.refused += other.refused
 
     @property
     def duplicates(self) -> int:
-        return self.readings - self.stored
+        return self.readings - self.stored - self.refused
 
 
 def store_batch(conn: Connection, meters: Columns, vehicles: Columns) -> StoreResult:

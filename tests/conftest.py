@@ -32,7 +32,8 @@ from workers.drain import DrainReport, drain
 from workers.queue import ReadingQueue
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links")
+TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
+          "dead_letters")
 INGEST = {"Authorization": "Bearer test-ingest"}
 OPERATOR = {"Authorization": "Bearer test-operator"}
 

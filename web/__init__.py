@@ -9,7 +9,7 @@ from flask import Flask
 
 import settings as settings_module
 from models.db import create_db_engine
-from web import analytics, errors, health, ingest, live, meters
+from web import analytics, dead_letters, errors, health, ingest, live, meters
 from web.schemas import ReadingValidator
 from workers.queue import ReadingQueue
 
@@ -30,6 +30,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
 
     errors.register(app)
-    for module in (ingest, analytics, live, meters, health):
+    for module in (ingest, analytics, live, meters, dead_letters, health):
         app.register_blueprint(module.bp)
     return app

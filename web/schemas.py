@@ -159,3 +159,22 @@ def kind_of(reading: Any) -> str:
     if has_vehicle:
         return "vehicle"
     raise ValidationError({"_schema": ["Needs a meterId or a vehicleId."]})
+
+
+class RedriveSchema(Schema):
+    """Body of POST /v1/dead-letters/redrive: which dead letters (default: the oldest)."""
+
+    class Meta:
+        unknown = RAISE
+
+    ids = fields.List(fields.Integer(strict=True), validate=validate.Length(min=1, max=10_000))
+
+
+def reading_of_row(row: list) -> dict:
+    """A queue row shown as the reading it came from (the inverse of ReadingValidator.row)."""
+    if row[:1] == ["m"] and len(row) == 5:
+        return dict(zip(("meterId", "timestamp", "kwhConsumedAc", "voltage"), row[1:], strict=True))
+    if row[:1] == ["v"] and len(row) == 6:
+        return dict(zip(("vehicleId", "timestamp", "soc", "kwhDeliveredDc", "batteryTemp"), row[1:],
+                        strict=True))
+    return {"unreadable": row}

@@ -10,8 +10,12 @@ import logging
 import time
 from dataclasses import dataclass
 
+import redis
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
+from models import dead_letters
 from models.store import METER_COLUMNS, VEHICLE_COLUMNS, Columns, StoreResult, store_batch
 from settings import Settings
 from workers.queue import Entry, ReadingQueue
@@ -25,28 +29,94 @@ class DrainReport:
     readings: int = 0
     stored: int = 0
     duplicates: int = 0
+    refused: int = 0
 
     def add(self, result: StoreResult) -> None:
         self.batches += 1
         self.readings += result.readings
         self.stored += result.stored
         self.duplicates += result.duplicates
+        self.refused += result.refused
 
 
-def split_by_kind(entries: list[Entry]) -> tuple[Columns, Columns]:
-    """Queue rows ("m"|"v", device, timestamp, values...) as columns per kind."""
-    meters, vehicles = Columns(METER_COLUMNS), Columns(VEHICLE_COLUMNS)
-    for entry in entries:
-        for kind, *row in entry.rows:
-            (meters if kind == "m" else vehicles).append(row)
-    return meters, vehicles
+KIND_COLUMNS = {"m": METER_COLUMNS, "v": VEHICLE_COLUMNS}
+
+# Failures that say nothing about the readings: the batch is retried as it is.
+UNAVAILABLE = (OperationalError, InterfaceError, SATimeoutError, redis.ConnectionError,
+               redis.TimeoutError)
+
+
+def split_by_kind(rows: list[list]) -> tuple[Columns, Columns]:
+    """Queue rows ("m"|"v", device, timestamp, values...) as columns per kind.
+
+    Raises ValueError for a row of neither shape (an entry not written by the web).
+    """
+    columns = {kind: Columns(names) for kind, names in KIND_COLUMNS.items()}
+    for row in rows:
+        if not isinstance(row, list) or not row or row[0] not in columns:
+            raise ValueError("queue row of unknown kind")
+        target = columns[row[0]]
+        if len(row) - 1 != len(target.names):
+            raise ValueError("queue row of the wrong length")
+        target.append(row[1:])
+    return columns["m"], columns["v"]
+
+
+def store_rows(engine: Engine, rows: list[list]) -> StoreResult:
+    """Store readings in one transaction."""
+    meters, vehicles = split_by_kind(rows)
+    with engine.begin() as conn:
+        return store_batch(conn, meters, vehicles)
 
 
 def store_entries(engine: Engine, entries: list[Entry]) -> StoreResult:
-    """Store the readings of these entries in one transaction."""
-    meters, vehicles = split_by_kind(entries)
-    with engine.begin() as conn:
-        return store_batch(conn, meters, vehicles)
+    """Store the batch in one transaction or, if the database refuses some reading
+    in it, store the rest and dead-letter the refused ones (see isolate)."""
+    rows = [(entry.id, i, row) for entry in entries for i, row in enumerate(entry.rows)]
+    try:
+        return store_rows(engine, [row for _, _, row in rows])
+    except UNAVAILABLE:
+        raise
+    except (DBAPIError, ValueError, TypeError):
+        log.warning("a batch was refused; isolating the refused readings")
+    result, letters = isolate(engine, rows)
+    if letters:
+        with engine.begin() as conn:
+            dead_letters.record(conn, letters)
+        log.warning("dead-lettered %d readings", len(letters))
+    return result
+
+
+def isolate(engine: Engine, rows: list[tuple[str, int, list]]) -> tuple[StoreResult, list]:
+    """Bisect the rows until each refused one stands alone; store all the others."""
+    try:
+        return store_rows(engine, [row for _, _, row in rows]), []
+    except UNAVAILABLE:
+        raise
+    except (DBAPIError, ValueError, TypeError) as exc:
+        if len(rows) == 1:
+            entry_id, position, row = rows[0]
+            return StoreResult(readings=1, refused=1), [(entry_id, position, row, refusal(exc))]
+    half = len(rows) // 2
+    (first, first_letters), (second, second_letters) = (
+        isolate(engine, rows[:half]), isolate(engine, rows[half:])
+    )
+    first.merge(second)
+    return first, first_letters + second_letters
+
+
+def refusal(exc: Exception) -> str:
+    """Why a reading was refused, named by error class and constraint: never the
+    database's own text, which may quote data and reaches operators' screens."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return f"malformed queue row ({type(exc).__name__})"
+    reason = f"refused by the database: {type(orig).__name__} ({orig.sqlstate})"
+    diag = orig.diag
+    for label, value in (("constraint", diag.constraint_name), ("column", diag.column_name)):
+        if value:
+            reason += f", {label} {value}"
+    return reason
 
 
 def drain(

@@ -68,6 +68,21 @@ def entry_payloads(rows: list[list]) -> list[str]:
     ]
 
 
+def entry_rows(fields: dict[bytes, bytes]) -> list:
+    """The rows of an entry. One deleted while still pending comes back without
+    fields: no rows, but it must still be acknowledged to leave the pending list.
+    One that is not ours (not a JSON array) becomes a single row that the drain
+    will refuse and dead-letter, rather than an error that blocks the queue."""
+    if not fields:
+        return []
+    raw = fields.get(b"r", b"")
+    try:
+        rows = json.loads(raw)
+    except ValueError:
+        rows = None
+    return rows if isinstance(rows, list) else [["malformed", raw.decode(errors="replace")]]
+
+
 class ReadingQueue:
     """The queue under one key prefix, on one Redis."""
 
@@ -157,12 +172,7 @@ class ReadingQueue:
             return []
         if not reply:
             return []
-        # An entry deleted while still pending comes back without fields: it
-        # carries no readings but must still be acknowledged to leave the list.
-        return [
-            Entry(id_.decode(), json.loads(fields[b"r"]) if fields else [])
-            for id_, fields in reply[0][1]
-        ]
+        return [Entry(id_.decode(), entry_rows(fields)) for id_, fields in reply[0][1]]
 
     def ack(self, entries: list[Entry]) -> int:
         """Acknowledge stored entries; returns the readings that left the backlog."""

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 from workers.app import app, consumer_name, engine, queue, settings
-from workers.drain import drain
+from workers.backoff import Backoff
+from workers.drain import UNAVAILABLE, drain
+
+log = logging.getLogger(__name__)
+
+# Per process: while the database or Redis is down, beat still starts a drain
+# every interval, and each returns at once until the back-off has passed.
+unavailable = Backoff(first_s=1.0, cap_s=30.0)
 
 
 @app.task(name="workers.drain")
 def drain_queue() -> dict:
     """Drain queued readings into history and live state for up to DRAIN_TASK_S."""
-    return asdict(drain(queue(), engine(), consumer_name(), settings))
+    if not unavailable.ready():
+        return {"skipped": "backing off"}
+    try:
+        report = drain(queue(), engine(), consumer_name(), settings)
+    except UNAVAILABLE as exc:
+        delay = unavailable.failed()
+        log.warning("database unavailable or queue unreachable (%s); backing off %.1f s; "
+                    "the batch stays queued", type(exc).__name__, delay)
+        return {"skipped": "unavailable"}
+    unavailable.succeeded()
+    return asdict(report)

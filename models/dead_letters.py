@@ -1,0 +1,75 @@
+"""Dead letters: readings the database refused for a reason validation missed.
+
+They are kept with the reason (an error class, never the database's text), so
+that operators can list them, fix the cause, and re-drive them into the queue.
+(entry_id, position) makes recording idempotent when a batch is retried.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Connection, Engine, Integer, Text, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.db import Base
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+
+    __table_args__ = (UniqueConstraint("entry_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+    row: Mapped[list] = mapped_column(JSONB)
+    reason: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(
+        TIMESTAMP(timezone=True), server_default=text("now()")
+    )
+
+
+RECORD = text(
+    """
+    INSERT INTO dead_letters (entry_id, position, row, reason)
+    SELECT * FROM unnest(CAST(:entry_id AS text[]), CAST(:position AS int[]),
+                         CAST(:row AS jsonb[]), CAST(:reason AS text[]))
+    ON CONFLICT (entry_id, position) DO NOTHING
+    """
+)
+
+LIST = text(
+    "SELECT id, row, reason, failed_at FROM dead_letters WHERE id > :after ORDER BY id LIMIT :limit"
+)
+
+TAKE = text("SELECT id, row FROM dead_letters WHERE id = ANY(:ids) ORDER BY id FOR UPDATE")
+TAKE_ALL = text("SELECT id, row FROM dead_letters ORDER BY id LIMIT :limit FOR UPDATE")
+DELETE = text("DELETE FROM dead_letters WHERE id = ANY(:ids)")
+
+
+def record(conn: Connection, letters: list[tuple[str, int, object, str]]) -> None:
+    """Keep (entry id, position, queue row, reason) tuples; repeats are ignored."""
+    columns = list(zip(*letters, strict=True))
+    conn.execute(RECORD, {
+        "entry_id": list(columns[0]), "position": list(columns[1]),
+        "row": [json.dumps(r) for r in columns[2]], "reason": list(columns[3]),
+    })
+
+
+def list_dead_letters(engine: Engine, after: int, limit: int) -> list:
+    with engine.connect() as conn:
+        return conn.execute(LIST, {"after": after, "limit": limit}).all()
+
+
+def take(conn: Connection, ids: list[int] | None, limit: int) -> list:
+    """Lock the chosen dead letters (or the oldest `limit`) for re-driving."""
+    if ids is None:
+        return conn.execute(TAKE_ALL, {"limit": limit}).all()
+    return conn.execute(TAKE, {"ids": ids}).all()
+
+
+def delete(conn: Connection, ids: list[int]) -> None:
+    conn.execute(DELETE, {"ids": ids})

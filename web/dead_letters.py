@@ -1,0 +1,64 @@
+"""Dead letters for operators: list readings the database refused; re-drive them."""
+
+from __future__ import annotations
+
+import redis
+from flask import Blueprint, current_app, request
+from marshmallow import ValidationError
+
+from models import dead_letters
+from web.auth import require
+from web.body import json_body
+from web.errors import ApiError
+from web.ingest import RETRY_AFTER_S
+from web.schemas import RedriveSchema, reading_of_row
+from web.timestamps import format_rfc3339
+from workers.queue import QueueFull
+
+bp = Blueprint("dead_letters", __name__)
+bp.before_request(require("operator"))
+
+PAGE = 100
+REDRIVE_DEFAULT = 1000
+redrive_schema = RedriveSchema()
+
+
+@bp.get("/v1/dead-letters")
+def list_letters():
+    try:
+        after = int(request.args.get("after", 0))
+        limit = min(int(request.args.get("limit", PAGE)), 1000)
+    except ValueError:
+        raise ApiError(400, "`after` and `limit` must be whole numbers.") from None
+    rows = dead_letters.list_dead_letters(current_app.extensions["engine"], after, max(limit, 1))
+    return {
+        "deadLetters": [
+            {"id": r.id, "failedAt": format_rfc3339(r.failed_at), "reason": r.reason,
+             "reading": reading_of_row(r.row)}
+            for r in rows
+        ],
+        "next": rows[-1].id if len(rows) == limit else None,
+    }
+
+
+@bp.post("/v1/dead-letters/redrive")
+def redrive():
+    """Queue dead letters again (after the cause was fixed) and forget them."""
+    body = json_body() if request.content_length else {}
+    try:
+        ids = redrive_schema.load(body).get("ids")
+    except ValidationError as exc:
+        raise ApiError(422, errors=exc.messages) from None
+    settings = current_app.config["SETTINGS"]
+    # Queued before the rows are deleted, in their transaction: a failure on
+    # either side leaves them dead-lettered (a re-drive twice stores once).
+    with current_app.extensions["engine"].begin() as conn:
+        letters = dead_letters.take(conn, ids, REDRIVE_DEFAULT)
+        if letters:
+            try:
+                current_app.extensions["queue"].put([r.row for r in letters], settings.max_backlog)
+            except (QueueFull, redis.RedisError):
+                raise ApiError(503, "The queue cannot take them now; retry later.",
+                               headers={"Retry-After": RETRY_AFTER_S}) from None
+            dead_letters.delete(conn, [r.id for r in letters])
+    return {"redriven": len(letters)}
