@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from limits import parse_many
+
 log = logging.getLogger(__name__)
 
 DEV_INGEST_TOKEN = "dev-ingest-token"
@@ -46,6 +48,8 @@ class Settings:
     # Beat starts a drain task this often; one task drains for at most this long.
     drain_interval_s: float = 1.0
     drain_task_s: float = 10.0
+    # Per-token request limit in the `limits` notation ("100/second;5000/minute"); None: off.
+    rate_limit: str | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -105,4 +109,16 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         claim_idle_s=_float(env, "CLAIM_IDLE_S", Settings.claim_idle_s),
         drain_interval_s=_float(env, "DRAIN_INTERVAL_S", Settings.drain_interval_s),
         drain_task_s=_float(env, "DRAIN_TASK_S", Settings.drain_task_s),
+        rate_limit=_rate_limit(env),
     )
+
+
+def _rate_limit(env: Mapping[str, str]) -> str | None:
+    raw = env.get("RATE_LIMIT", "").strip()
+    if not raw:
+        return None
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise SettingsError(f"RATE_LIMIT must read like '100/second;5000/minute', got {raw!r}") from None
+    return raw

@@ -6,8 +6,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from models import dead_letters, links, live, readings  # noqa: F401  (registers the tables)
+from models import dead_letters, links, live, readings, rollups  # noqa: F401  (registers the tables)
 from models.db import Base, sqlalchemy_url
+from models.partitions import PARTITION_NAME
 from settings import Settings
 
 config = context.config
@@ -15,12 +16,19 @@ if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+def include_name(name, type_, parent_names) -> bool:
+    """Daily history partitions are made at run time, not by migrations."""
+    return not (type_ == "table" and PARTITION_NAME.fullmatch(name or ""))
+
+
 def run_migrations_online() -> None:
     """Apply migrations over one connection, in one transaction."""
     url = os.environ.get("DATABASE_URL") or Settings.database_url
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=Base.metadata)
+        context.configure(
+            connection=connection, target_metadata=Base.metadata, include_name=include_name
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -1,4 +1,5 @@
-"""History: append-only tables of every reading ever stored (the cold store).
+"""History: append-only tables of every reading ever stored (the cold store),
+partitioned by day (see models/partitions.py).
 
 The primary key (device, instant) is both the deduplication key and the index
 that serves "one device, a time range".
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Double, Text
+from sqlalchemy import Double, Index, Text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +18,11 @@ from models.db import Base
 
 class MeterReading(Base):
     __tablename__ = "meter_readings"
+    __table_args__ = (
+        # Fleet-wide scans of a time range (no device): tiny, as rows arrive in time order.
+        Index("ix_meter_readings_ts", "ts", postgresql_using="brin"),
+        {"postgresql_partition_by": "RANGE (ts)"},
+    )
 
     meter_id: Mapped[str] = mapped_column(Text, primary_key=True)
     ts: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), primary_key=True)
@@ -26,6 +32,10 @@ class MeterReading(Base):
 
 class VehicleReading(Base):
     __tablename__ = "vehicle_readings"
+    __table_args__ = (
+        Index("ix_vehicle_readings_ts", "ts", postgresql_using="brin"),
+        {"postgresql_partition_by": "RANGE (ts)"},
+    )
 
     vehicle_id: Mapped[str] = mapped_column(Text, primary_key=True)
     ts: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), primary_key=True)

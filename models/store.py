@@ -3,7 +3,8 @@
 Each device kind is written by one statement: the history insert skips readings
 already stored (same device and instant: the first one stored stands), and only
 the rows it really inserted go on to the live upsert, which replaces a device's
-row only with a newer reading. Rows are sorted by (device, instant) so that two
+row only with a newer reading, and to the hourly rollups (models/rollups.py).
+Rows are sorted by (device, instant) so that two
 workers writing overlapping batches take their row locks in the same order and
 cannot deadlock each other.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
+
+from models.rollups import METER_ROLLUP_CTE, VEHICLE_ROLLUP_CTE
 
 STORE_METERS = text(
     """
@@ -35,7 +38,7 @@ STORE_METERS = text(
                 voltage = excluded.voltage
             WHERE cur.ts < excluded.ts
         RETURNING 1
-    )
+    ), rollup AS (""" + METER_ROLLUP_CTE + """)
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
     """
 )
@@ -63,7 +66,7 @@ STORE_VEHICLES = text(
                 battery_temp = excluded.battery_temp
             WHERE cur.ts < excluded.ts
         RETURNING 1
-    )
+    ), rollup AS (""" + VEHICLE_ROLLUP_CTE + """)
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
     """
 )

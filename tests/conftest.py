@@ -33,6 +33,7 @@ from workers.queue import ReadingQueue
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
+          "meter_hourly", "vehicle_hourly",
           "dead_letters")
 INGEST = {"Authorization": "Bearer test-ingest"}
 OPERATOR = {"Authorization": "Bearer test-operator"}
@@ -134,9 +135,11 @@ def queue(app) -> ReadingQueue:
 @pytest.fixture
 def drain_all(queue, engine, settings) -> Callable[[], DrainReport]:
     """Drain everything queued, in this process, as a worker would."""
+    # Nothing more will arrive while it runs: no point listening for long.
+    impatient = dataclasses.replace(settings, drain_interval_s=0.01)
 
     def run() -> DrainReport:
-        return drain(queue, engine, "test-drainer", settings, budget_s=5)
+        return drain(queue, engine, "test-drainer", impatient, budget_s=5)
 
     return run
 

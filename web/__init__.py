@@ -9,7 +9,8 @@ from flask import Flask
 
 import settings as settings_module
 from models.db import create_db_engine
-from web import analytics, dead_letters, errors, health, ingest, live, meters
+from web import analytics, dead_letters, errors, fleet, health, ingest, live, meters, openapi
+from web.ratelimit import init_rate_limit
 from web.schemas import ReadingValidator
 from workers.queue import ReadingQueue
 
@@ -30,6 +31,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
 
     errors.register(app)
-    for module in (ingest, analytics, live, meters, dead_letters, health):
+    init_rate_limit(app, settings)
+    for module in (ingest, analytics, fleet, live, meters, dead_letters, health):
         app.register_blueprint(module.bp)
+    openapi.register(app)
     return app

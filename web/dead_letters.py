@@ -19,6 +19,7 @@ bp = Blueprint("dead_letters", __name__)
 bp.before_request(require("operator"))
 
 PAGE = 100
+MAX_PAGE = 1000
 REDRIVE_DEFAULT = 1000
 redrive_schema = RedriveSchema()
 
@@ -27,10 +28,12 @@ redrive_schema = RedriveSchema()
 def list_letters():
     try:
         after = int(request.args.get("after", 0))
-        limit = min(int(request.args.get("limit", PAGE)), 1000)
+        limit = int(request.args.get("limit", PAGE))
     except ValueError:
-        raise ApiError(400, "`after` and `limit` must be whole numbers.") from None
-    rows = dead_letters.list_dead_letters(current_app.extensions["engine"], after, max(limit, 1))
+        after = limit = -1
+    if after < 0 or not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, f"`after` must be a whole number >= 0, `limit` one of 1 to {MAX_PAGE}.")
+    rows = dead_letters.list_dead_letters(current_app.extensions["engine"], after, limit)
     return {
         "deadLetters": [
             {"id": r.id, "failedAt": format_rfc3339(r.failed_at), "reason": r.reason,

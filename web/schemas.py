@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from web.timestamps import format_rfc3339, parse_rfc3339
 
@@ -178,3 +178,28 @@ def reading_of_row(row: list) -> dict:
         return dict(zip(("vehicleId", "timestamp", "soc", "kwhDeliveredDc", "batteryTemp"), row[1:],
                         strict=True))
     return {"unreadable": row}
+
+
+class FleetQuerySchema(Schema):
+    """Query of GET /v1/analytics/fleet (besides the window)."""
+
+    class Meta:
+        unknown = EXCLUDE  # `from` and `to` are read by the window
+
+    sort = fields.String(load_default="efficiency",
+                         validate=validate.OneOf(["efficiency", "ac", "dc", "temperature", "vehicleId"]))
+    order = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
+
+
+class SeriesQuerySchema(Schema):
+    """Query of GET /v1/analytics/performance/{vehicleId}/series (besides the window)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    bucket = fields.String(load_default="1h", validate=validate.OneOf(list(BUCKETS)))

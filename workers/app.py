@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 settings = settings_module.load()
 
+MAINTENANCE_INTERVAL_S = 3600
+
 
 def make_celery(s: settings_module.Settings) -> Celery:
     """A Celery app on the settings' Redis, with every key under its prefix."""
@@ -41,6 +43,11 @@ def make_celery(s: settings_module.Settings) -> Celery:
                 "schedule": s.drain_interval_s,
                 # A drain that waited this long is stale: a newer one is queued.
                 "options": {"expires": s.drain_interval_s * 2},
+            },
+            "maintain-history": {
+                "task": "workers.maintain_history",
+                "schedule": MAINTENANCE_INTERVAL_S,
+                "options": {"expires": MAINTENANCE_INTERVAL_S},
             },
         },
         beat_max_loop_interval=1,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import date
 
 import redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
-from models import dead_letters
+from models import dead_letters, partitions
 from models.store import METER_COLUMNS, VEHICLE_COLUMNS, Columns, StoreResult, store_batch
 from settings import Settings
 from workers.queue import Entry, ReadingQueue
@@ -69,10 +70,29 @@ def store_rows(engine: Engine, rows: list[list]) -> StoreResult:
         return store_batch(conn, meters, vehicles)
 
 
+# Days this process knows to have history partitions: a batch of known days
+# costs no catalog query.
+_partition_days: set[date] = set()
+
+
+def ensure_partitions(engine: Engine, rows: list[list]) -> None:
+    """Create the history partitions for the days of these rows, if missing."""
+    days = set()
+    for row in rows:
+        try:
+            days.add(date.fromisoformat(row[2][:10]))
+        except (TypeError, ValueError, IndexError):
+            pass  # a malformed row: split_by_kind refuses it
+    if missing := days - _partition_days:
+        partitions.ensure_days(engine, missing)
+        _partition_days.update(missing)
+
+
 def store_entries(engine: Engine, entries: list[Entry]) -> StoreResult:
     """Store the batch in one transaction or, if the database refuses some reading
     in it, store the rest and dead-letter the refused ones (see isolate)."""
     rows = [(entry.id, i, row) for entry in entries for i, row in enumerate(entry.rows)]
+    ensure_partitions(engine, [row for _, _, row in rows])
     try:
         return store_rows(engine, [row for _, _, row in rows])
     except UNAVAILABLE:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from workers.app import app, consumer_name, engine, queue, settings
 from workers.backoff import Backoff
 from workers.drain import UNAVAILABLE, drain
+from workers.maintenance import maintain_history
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +32,9 @@ def drain_queue() -> dict:
         return {"skipped": "unavailable"}
     unavailable.succeeded()
     return asdict(report)
+
+
+@app.task(name="workers.maintain_history")
+def maintain_history_task() -> dict:
+    """Make the coming days' history partitions; drop those past RETENTION_DAYS."""
+    return maintain_history(engine(), settings, datetime.now(UTC).date())
