@@ -48,6 +48,13 @@ class Settings:
     # Beat starts a drain task this often; one task drains for at most this long.
     drain_interval_s: float = 1.0
     drain_task_s: float = 10.0
+    # Alerts: efficiency below the threshold over the window, judged only with
+    # enough AC to mean something; or a battery hotter than the limit.
+    alert_threshold: float = 0.85
+    alert_min_ac_kwh: float = 5.0
+    alert_max_battery_temp_c: float = 60.0
+    alert_window_h: float = 24.0
+    alert_interval_s: float = 60.0
     # Per-token request limit in the `limits` notation ("100/second;5000/minute"); None: off.
     rate_limit: str | None = None
 
@@ -110,6 +117,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drain_interval_s=_float(env, "DRAIN_INTERVAL_S", Settings.drain_interval_s),
         drain_task_s=_float(env, "DRAIN_TASK_S", Settings.drain_task_s),
         rate_limit=_rate_limit(env),
+        alert_threshold=_float(env, "ALERT_THRESHOLD", Settings.alert_threshold),
+        alert_min_ac_kwh=_float(env, "ALERT_MIN_AC_KWH", Settings.alert_min_ac_kwh),
+        alert_max_battery_temp_c=_float(env, "ALERT_MAX_BATTERY_TEMP", Settings.alert_max_battery_temp_c),
+        alert_window_h=_float(env, "ALERT_WINDOW_HOURS", Settings.alert_window_h),
+        alert_interval_s=_float(env, "ALERT_INTERVAL_S", Settings.alert_interval_s),
     )
 
 

@@ -6,7 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from models import dead_letters, links, live, readings, rollups  # noqa: F401  (registers the tables)
+from models import alerts, dead_letters, links, live, readings, rollups  # noqa: F401
 from models.db import Base, sqlalchemy_url
 from models.partitions import PARTITION_NAME
 from settings import Settings

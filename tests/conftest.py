@@ -34,7 +34,7 @@ from workers.queue import ReadingQueue
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
           "meter_hourly", "vehicle_hourly",
-          "dead_letters")
+          "dead_letters", "alerts")
 INGEST = {"Authorization": "Bearer test-ingest"}
 OPERATOR = {"Authorization": "Bearer test-operator"}
 
@@ -163,6 +163,7 @@ class WorkerProcess:
             "CLAIM_IDLE_S": str(settings.claim_idle_s),
             "DRAIN_INTERVAL_S": str(settings.drain_interval_s),
             "BATCH_MAX_WAIT_MS": str(settings.batch_max_wait_ms),
+            "ALERT_INTERVAL_S": str(settings.alert_interval_s),
         }
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -199,8 +200,10 @@ def worker_factory(settings, tmp_path) -> Iterator[Callable[[], WorkerProcess]]:
     """Start real Celery workers on this test's database and queue; all stopped after."""
     started: list[WorkerProcess] = []
 
-    def start(concurrency: int = 2) -> WorkerProcess:
-        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log").start(concurrency)
+    def start(concurrency: int = 2, **changes) -> WorkerProcess:
+        """A worker with this test's settings, with `changes` (Settings fields) applied."""
+        s = dataclasses.replace(settings, **changes)
+        w = WorkerProcess(s, tmp_path / f"worker-{len(started)}.log").start(concurrency)
         started.append(w)
         return w
 

@@ -9,7 +9,7 @@ from flask import Flask
 
 import settings as settings_module
 from models.db import create_db_engine
-from web import analytics, dead_letters, errors, fleet, health, ingest, live, meters, openapi
+from web import alerts, analytics, dead_letters, errors, fleet, health, ingest, live, meters, openapi
 from web.ratelimit import init_rate_limit
 from web.schemas import ReadingValidator
 from workers.queue import ReadingQueue
@@ -32,7 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     errors.register(app)
     init_rate_limit(app, settings)
-    for module in (ingest, analytics, fleet, live, meters, dead_letters, health):
+    for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, health):
         app.register_blueprint(module.bp)
     openapi.register(app)
     return app

@@ -203,3 +203,13 @@ class SeriesQuerySchema(Schema):
         unknown = EXCLUDE
 
     bucket = fields.String(load_default="1h", validate=validate.OneOf(list(BUCKETS)))
+
+
+class AlertsQuerySchema(Schema):
+    """Query of GET /v1/alerts."""
+
+    class Meta:
+        unknown = RAISE
+
+    state = fields.String(load_default="open", validate=validate.OneOf(["open", "all"]))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=10_000))

@@ -44,6 +44,11 @@ def make_celery(s: settings_module.Settings) -> Celery:
                 # A drain that waited this long is stale: a newer one is queued.
                 "options": {"expires": s.drain_interval_s * 2},
             },
+            "evaluate-alerts": {
+                "task": "workers.evaluate_alerts",
+                "schedule": s.alert_interval_s,
+                "options": {"expires": s.alert_interval_s},
+            },
             "maintain-history": {
                 "task": "workers.maintain_history",
                 "schedule": MAINTENANCE_INTERVAL_S,

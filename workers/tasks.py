@@ -6,6 +6,7 @@ import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from workers.alerts import evaluate_alerts
 from workers.app import app, consumer_name, engine, queue, settings
 from workers.backoff import Backoff
 from workers.drain import UNAVAILABLE, drain
@@ -38,3 +39,9 @@ def drain_queue() -> dict:
 def maintain_history_task() -> dict:
     """Make the coming days' history partitions; drop those past RETENTION_DAYS."""
     return maintain_history(engine(), settings, datetime.now(UTC).date())
+
+
+@app.task(name="workers.evaluate_alerts")
+def evaluate_alerts_task() -> dict:
+    """Open and clear efficiency and temperature alerts from the last ALERT_WINDOW_HOURS."""
+    return evaluate_alerts(engine(), settings, datetime.now(UTC))
