@@ -171,7 +171,7 @@ class WorkerProcess:
     def start(self, concurrency: int = 2) -> WorkerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app", "workers.app", "worker", "--beat",
+            [sys.executable, "-m", "workers", "worker", "--beat",
              "--scheduler", "redbeat.RedBeatScheduler", "--loglevel", "INFO",
              "--concurrency", str(concurrency), "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -184,8 +184,9 @@ class WorkerProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM to the main process only, as a supervisor would: a warm shutdown."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:

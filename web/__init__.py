@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 
 import settings as settings_module
+from logconfig import configure_logging
 from models.db import create_db_engine
 from web import alerts, analytics, dead_letters, errors, fleet, health, ingest, live, meters, openapi
+from web.observability import init_observability
 from web.ratelimit import init_rate_limit
 from web.schemas import ReadingValidator
 from workers.queue import ReadingQueue
@@ -17,7 +18,7 @@ from workers.queue import ReadingQueue
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; `test_config` may carry SETTINGS to use instead of the environment."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     app = Flask(__name__)
     app.config.from_mapping(test_config or {})
     if "SETTINGS" not in app.config:
@@ -31,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
 
     errors.register(app)
+    init_observability(app)
     init_rate_limit(app, settings)
     for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, health):
         app.register_blueprint(module.bp)

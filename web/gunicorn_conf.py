@@ -2,6 +2,11 @@
 
 import multiprocessing
 import os
+import tempfile
+
+# Each worker process keeps its metrics in files here; /metrics sums them.
+# Set before any worker imports prometheus_client.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="energy-web-metrics-"))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -10,3 +15,10 @@ graceful_timeout = 30
 timeout = 60
 keepalive = 5
 accesslog = None
+
+
+def child_exit(server, worker):
+    """Stop counting a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,4 +1,5 @@
-"""The Celery app, built from the settings alone: `celery --app workers.app worker`.
+"""The Celery app, built from the settings alone: `python -m workers worker` (or
+`celery --app workers.app worker`, without metrics shared across the pool).
 
 The worker runs with an embedded beat that uses RedBeat's lock in Redis, so any
 number of worker processes may run and exactly one of them schedules the
@@ -12,11 +13,13 @@ import os
 import socket
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init
 from sqlalchemy import Engine
 
 import settings as settings_module
+from logconfig import configure_logging
 from models.db import create_db_engine
+from workers import metrics
 from workers.queue import ReadingQueue
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ def make_celery(s: settings_module.Settings) -> Celery:
         },
         beat_max_loop_interval=1,
         redbeat_redis_url=s.redis_url,
+        redbeat_redis_options={"socket_timeout": 10, "socket_connect_timeout": 5},
         redbeat_key_prefix=f"{s.redis_prefix}:redbeat:",
         redbeat_lock_timeout=10,
     )
@@ -67,6 +71,17 @@ app = make_celery(settings)
 
 _engine: Engine | None = None
 _queue: ReadingQueue | None = None
+
+
+@setup_logging.connect
+def _json_logs(**_: object) -> None:
+    """Our JSON logs instead of Celery's own format (connecting this tells Celery)."""
+    configure_logging()
+
+
+@worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    metrics.serve(int(os.environ.get("WORKER_METRICS_PORT", "9808")))
 
 
 @worker_process_init.connect

@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from models import dead_letters, partitions
 from models.store import METER_COLUMNS, VEHICLE_COLUMNS, Columns, StoreResult, store_batch
 from settings import Settings
+from workers import metrics
 from workers.queue import Entry, ReadingQueue
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,18 @@ def drain(
         )
         if not entries:
             break
-        report.add(store_entries(engine, entries))
+        started = time.perf_counter()
+        result = store_entries(engine, entries)
         queue.ack(entries)
+        record_metrics(result, time.perf_counter() - started)
+        report.add(result)
     return report
+
+
+def record_metrics(result: StoreResult, seconds: float) -> None:
+    metrics.BATCHES.inc()
+    metrics.READINGS.inc(result.readings)
+    metrics.ROWS_WRITTEN.inc(result.stored)
+    metrics.DUPLICATES.inc(result.duplicates)
+    metrics.DEAD_LETTERS.inc(result.refused)
+    metrics.BATCH_SECONDS.observe(seconds)

@@ -117,6 +117,17 @@ class ReadingQueue:
         """Readings queued and not yet acknowledged as stored."""
         return int(self.redis.get(self.backlog_key) or 0)
 
+    def oldest_age_s(self) -> float:
+        """Seconds since the oldest entry still in the queue was added (0 if none).
+
+        A stream entry's id is its arrival time in milliseconds."""
+        first = self.redis.xrange(self.stream, count=1)
+        if not first:
+            return 0.0
+        added_ms = int(first[0][0].split(b"-")[0])
+        now_s, now_us = self.redis.time()
+        return max(0.0, now_s + now_us / 1e6 - added_ms / 1000)
+
     # -- the workers' side ----------------------------------------------------
 
     def ensure_group(self) -> None:

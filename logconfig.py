@@ -1,0 +1,47 @@
+"""Structured JSON logs for web and workers: one object per line, with the
+request id (web) or task id (workers) of the work that logged it.
+
+Nothing here logs request bodies, reading values or headers: a token or a
+device's data never reaches the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class ContextFilter(logging.Filter):
+    """Adds request_id inside a Flask request, task_id and task inside a Celery task."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from celery import current_task
+        from flask import g, has_request_context
+
+        if has_request_context() and "request_id" in g:
+            record.request_id = g.request_id
+        task = current_task
+        if task and task.request.id:
+            record.task_id = task.request.id
+            record.task = task.name
+        return True
+
+
+def configure_logging(stream: TextIO | None = None) -> None:
+    """JSON lines on stderr (LOG_FORMAT=text for plain lines), at LOG_LEVEL (INFO)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if os.environ.get("LOG_FORMAT", "json") == "text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter(FIELDS, rename_fields={"asctime": "time",
+                                                                  "levelname": "level"}))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())

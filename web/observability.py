@@ -1,0 +1,93 @@
+"""Request ids, access logs and Prometheus metrics of the web processes.
+
+Under gunicorn, metrics are kept per process in PROMETHEUS_MULTIPROC_DIR (set
+by web/gunicorn_conf.py) and summed at scrape time; queue figures are read
+from Redis at scrape time, so every web process reports the same queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from web.auth import require
+
+log = logging.getLogger("web.access")
+
+REQUESTS = Counter("energy_http_requests_total", "HTTP requests", ["endpoint", "method", "status"])
+LATENCY = Histogram("energy_http_request_seconds", "HTTP request duration", ["endpoint"],
+                    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+READINGS_ACCEPTED = Counter("energy_readings_accepted_total", "Readings queued", ["kind"])
+READINGS_REJECTED = Counter("energy_readings_rejected_total", "Readings refused, by reason", ["reason"])
+
+# A client's X-Request-ID is kept only if it cannot forge log content.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+bp = Blueprint("metrics", __name__)
+bp.before_request(require("operator"))
+
+
+class QueueCollector:
+    """Backlog, pending and oldest-entry age of the queue, read at scrape time."""
+
+    def collect(self):
+        queue = current_app.extensions["queue"]
+        backlog = GaugeMetricFamily("energy_queue_backlog_readings", "Readings queued, not yet stored")
+        age = GaugeMetricFamily("energy_queue_oldest_age_seconds", "Age of the oldest queued reading")
+        try:
+            backlog.add_metric([], queue.backlog())
+            age.add_metric([], queue.oldest_age_s())
+        except Exception:  # Redis down: /readyz says so; report no queue figures
+            log.warning("queue figures unavailable for /metrics")
+            return
+        yield backlog
+        yield age
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    queue_registry = CollectorRegistry(auto_describe=False)
+    queue_registry.register(QueueCollector())
+    body = generate_latest(registry) + generate_latest(queue_registry)
+    return Response(body, mimetype="text/plain; version=0.0.4")
+
+
+def init_observability(app: Flask) -> None:
+    @app.before_request
+    def start_request() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        REQUESTS.labels(endpoint, request.method, response.status_code).inc()
+        LATENCY.labels(endpoint).observe(elapsed)
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        log.info("request", extra={"method": request.method, "endpoint": endpoint,
+                                   "status": response.status_code,
+                                   "duration_ms": round(elapsed * 1000, 2)})
+        return response
+
+    app.register_blueprint(bp)
