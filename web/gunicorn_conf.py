@@ -22,3 +22,7 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+# Gunicorn 27's control socket lives at one path per user: several web
+# processes on one host would replace each other's. Nothing here uses it.
+control_socket_disable = True

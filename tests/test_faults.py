@@ -1,0 +1,380 @@
+"""Faults injected for real: servers stopped, workers killed, processes told to stop.
+
+Redis and PostgreSQL outages run against throwaway servers of their own
+(tests/servers.py); the machine's shared servers are never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, make_url, text
+
+from models.db import create_db_engine
+from tests.conftest import INGEST, ROOT, WorkerProcess, wait_for
+from tests.readings import NOW, meter, vehicle
+from web import create_app
+
+# The throwaway-server fixtures: postgres_server, redis_server.
+pytest_plugins = ["tests.servers"]
+
+# -- helpers -------------------------------------------------------------------
+
+
+def parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class Feed:
+    """Posts batches of distinct readings through a Flask test client and remembers the acknowledged ones."""
+
+    def __init__(self, client, max_batches: int = 10_000) -> None:
+        self.client = client
+        self.max_batches = max_batches
+        self.sent = 0
+        self.batches = 0
+        self.meters: set[tuple[str, datetime]] = set()
+        self.vehicles: set[tuple[str, datetime]] = set()
+
+    def readings(self, n: int) -> list[dict]:
+        out = []
+        for i in range(self.sent, self.sent + n):
+            at = NOW - timedelta(seconds=i)
+            out.append(meter(f"M-{i % 37}", at=at) if i % 2 else vehicle(f"V-{i % 41}", at=at))
+        self.sent += n
+        return out
+
+    def post(self, n: int = 20) -> bool:
+        """Post one batch (unless the cap is reached); it must be acknowledged with 202."""
+        if self.batches >= self.max_batches:
+            return True
+        batch = self.readings(n)
+        response = self.client.post("/v1/ingest", json=batch, headers=INGEST)
+        assert response.status_code == 202, (response.status_code, response.get_data(as_text=True))
+        assert response.json == {"accepted": n}
+        self.batches += 1
+        for r in batch:
+            if "meterId" in r:
+                self.meters.add((r["meterId"], parse_ts(r["timestamp"])))
+            else:
+                self.vehicles.add((r["vehicleId"], parse_ts(r["timestamp"])))
+        return True
+
+    @property
+    def acked(self) -> int:
+        return len(self.meters) + len(self.vehicles)
+
+
+def stored_keys(engine: Engine) -> tuple[list, list]:
+    with engine.connect() as conn:
+        meters = conn.execute(text("SELECT meter_id, ts FROM meter_readings")).all()
+        vehicles = conn.execute(text("SELECT vehicle_id, ts FROM vehicle_readings")).all()
+    return [tuple(r) for r in meters], [tuple(r) for r in vehicles]
+
+
+def stored_total(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT (SELECT count(*) FROM meter_readings) + (SELECT count(*) FROM vehicle_readings)"
+        )).scalar_one()
+
+
+def assert_stored_exactly_once(engine: Engine, feed: Feed) -> None:
+    """Every acknowledged reading is in history once, and none was dead-lettered on the way."""
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM dead_letters")).scalar_one() == 0
+    meters, vehicles = stored_keys(engine)
+    assert len(meters) + len(vehicles) == feed.acked
+    assert set(meters) == feed.meters
+    assert set(vehicles) == feed.vehicles
+
+
+def libpq(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def insert_waiting_on_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO vehicle_readings%'"
+        )).first())
+
+
+@pytest.fixture
+def spawn_worker(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Like worker_factory, for settings of the test's choosing (another database, say)."""
+    started: list[WorkerProcess] = []
+
+    def start(settings, concurrency: int = 2) -> WorkerProcess:
+        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log").start(concurrency)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+# -- 1. Redis down ---------------------------------------------------------------
+
+
+def test_ingest_answers_503_while_redis_is_down_and_recovers_by_itself(settings, redis_server):
+    app = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(settings, redis_url=redis_server.url)})
+    try:
+        client = app.test_client()
+        feed = Feed(client)
+        assert feed.post()
+        assert client.get("/readyz").status_code == 200
+
+        redis_server.stop()
+        for _ in range(3):
+            started = time.monotonic()
+            response = client.post("/v1/ingest", json=feed.readings(5), headers=INGEST)
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert int(response.headers["Retry-After"]) > 0
+            assert "error" in response.json
+            assert time.monotonic() - started < 5  # answered at once, not after a long hang
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json == {"postgres": "ok", "redis": "unavailable"}
+        assert client.get("/healthz").status_code == 200
+
+        redis_server.start()  # same port, same app object
+        wait_for(lambda: client.get("/readyz").status_code == 200, 15, "/readyz to recover")
+        for _ in range(3):
+            assert feed.post()  # 202 every time, no stale connection answering 503
+    finally:
+        app.extensions["engine"].dispose()
+        app.extensions["queue"].redis.close()
+
+
+# -- 2. PostgreSQL down while readings keep arriving ---------------------------
+
+OUTAGE_MIN_S = 8  # observe the worker against the dead database at least this long
+OUTAGE_MAX_S = 15
+UNAVAILABLE_WARNING = re.compile(r"database unavailable", re.IGNORECASE)
+
+
+def test_worker_rides_out_a_postgres_outage_and_loses_nothing(settings, postgres_server, spawn_worker):
+    database_url = postgres_server.create_database("energy")
+    postgres_server.migrate(database_url)
+    s = dataclasses.replace(settings, database_url=database_url)
+    app = create_app({"TESTING": True, "SETTINGS": s})
+    db = create_db_engine(database_url)
+    try:
+        client, queue, feed = app.test_client(), app.extensions["queue"], Feed(app.test_client())
+        concurrency = 2
+        worker = spawn_worker(s, concurrency=concurrency)
+        for _ in range(5):
+            feed.post(40)
+        wait_for(lambda: queue.backlog() == 0 and stored_total(db) == feed.acked, 60, "the first readings")
+
+        log_offset = len(worker.log())
+        postgres_server.stop("fast")
+        outage_started = time.monotonic()
+        assert client.get("/readyz").json == {"postgres": "unavailable", "redis": "ok"}
+        acked_before_outage = feed.acked
+        last_post = 0.0
+
+        def observe() -> bool:
+            nonlocal last_post
+            assert worker.proc.poll() is None, "the worker died while the database was down"
+            if time.monotonic() - last_post >= 0.2:  # readings keep arriving, 5 requests a second
+                feed.post(20)
+                last_post = time.monotonic()
+            elapsed = time.monotonic() - outage_started
+            warnings = len(UNAVAILABLE_WARNING.findall(worker.log()[log_offset:]))
+            return (warnings >= 2 and elapsed >= OUTAGE_MIN_S) or elapsed >= OUTAGE_MAX_S
+
+        wait_for(observe, OUTAGE_MAX_S + 10, "the worker to back off against the dead database")
+        window_s = time.monotonic() - outage_started
+        outage_log = worker.log()[log_offset:]
+        warnings = len(UNAVAILABLE_WARNING.findall(outage_log))
+        # Nothing is acknowledged while nothing can be stored: every reading of the outage is queued.
+        assert queue.backlog() == feed.acked - acked_before_outage
+
+        postgres_server.start()  # same port, same data
+        wait_for(lambda: queue.backlog() == 0, 90, "the backlog to drain after PostgreSQL returned")
+        assert worker.proc.poll() is None, "the same worker drains the backlog"
+        assert_stored_exactly_once(db, feed)
+        assert client.get("/readyz").status_code == 200
+
+        # The backoff (checked last, so that the recovery above is reported first).
+        assert "exited with" not in outage_log, "a pool process died (crash loop):\n" + outage_log[-3000:]
+        assert warnings >= 1, (
+            "the worker never logged 'database unavailable' while PostgreSQL was down:\n" + outage_log[-3000:]
+        )
+        assert warnings < window_s * concurrency, (
+            f"{warnings} 'database unavailable' warnings in {window_s:.1f} s from {concurrency} processes:"
+            " the worker retries at 1/s/process or more instead of backing off"
+        )
+    finally:
+        db.dispose()
+        app.extensions["engine"].dispose()
+        app.extensions["queue"].redis.close()
+
+
+# -- 3. Workers killed with SIGKILL under sustained load -------------------------
+
+
+def test_workers_killed_under_sustained_load_lose_and_double_nothing(client, queue, engine, worker_factory):
+    feed = Feed(client, max_batches=1200)  # posting stops there, whatever the timing
+    workers = [worker_factory(concurrency=1), worker_factory(concurrency=1)]
+    # (which workers die, batches posted between seeing progress and the kill)
+    plan = [((0,), 0), ((1,), 7), ((0, 1), 15)]
+    for victims, extra in plan:
+        before = stored_total(engine)
+        wait_for(lambda before=before: feed.post() and stored_total(engine) > before, 40,
+                 "readings stored since the last kill")
+        for _ in range(extra):
+            feed.post()
+        for i in victims:
+            workers[i].kill()
+        feed.post()  # arrives while they are dead
+        for i in victims:
+            workers[i] = worker_factory(concurrency=1)
+    feed.post()
+    wait_for(lambda: queue.backlog() == 0, 60, "the survivors to drain the backlog")
+    assert_stored_exactly_once(engine, feed)
+    assert feed.batches > len(plan) * 3
+
+
+# -- 4. Graceful shutdown ----------------------------------------------------------
+
+
+def test_sigterm_mid_batch_finishes_or_returns_the_batch(client, queue, engine, settings, worker_factory):
+    feed = Feed(client)
+    for _ in range(5):
+        feed.post(200)
+    with psycopg.connect(libpq(settings.database_url)) as blocker:
+        # Hold the history table so that the worker's batch stops inside its transaction.
+        blocker.execute("LOCK TABLE vehicle_readings IN EXCLUSIVE MODE")
+        worker = worker_factory(concurrency=1)
+        wait_for(lambda: insert_waiting_on_lock(engine), 30, "the worker to block mid-batch")
+        os.kill(worker.proc.pid, signal.SIGTERM)  # the main process only, as a process manager does
+        wait_for(lambda: "Warm shutdown" in worker.log(), 10, "the worker to start its warm shutdown")
+        assert queue.backlog() == feed.acked
+        blocker.rollback()
+    try:
+        worker.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker did not exit within 30 s of SIGTERM:\n" + worker.log()[-3000:])
+    assert worker.proc.returncode == 0, worker.log()[-3000:]
+    assert "WorkerLostError" not in worker.log()
+    if queue.backlog():  # it returned its batch rather than finishing it: another worker must store it
+        worker_factory()
+        wait_for(lambda: queue.backlog() == 0, 60, "another worker to store the returned batch")
+    assert_stored_exactly_once(engine, feed)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _accepted_by_a_worker(master_pid: int, server_port: int, client_port: int) -> bool:
+    """Whether a gunicorn worker holds the server end of our connection (it has accept()ed it)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if (int(local.rsplit(":", 1)[1], 16) == server_port
+                    and int(remote.rsplit(":", 1)[1], 16) == client_port and inode != "0"):
+                inodes.add(f"socket:[{inode}]")
+    for pid in _children(master_pid):
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in inodes:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _status(port: int, path: str) -> int | None:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", path)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+    except OSError:
+        return None
+
+
+def test_sigterm_to_gunicorn_finishes_the_request_in_flight(settings, queue, tmp_path, unused_tcp_port):
+    port = unused_tcp_port
+    env = {
+        **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
+        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+        "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
+        "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
+    }
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for(lambda: _status(port, "/healthz") == 200, 30, "gunicorn to answer")
+        readings = Feed(None).readings(10_000)
+        body = json.dumps(readings).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.putrequest("POST", "/v1/ingest")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Authorization", INGEST["Authorization"])
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        first = 64 * 1024
+        conn.send(body[:first])
+        client_port = conn.sock.getsockname()[1]
+        wait_for(lambda: _accepted_by_a_worker(proc.pid, port, client_port), 10,
+                 "a gunicorn worker to accept the request")
+
+        os.kill(proc.pid, signal.SIGTERM)
+        wait_for(lambda: "Handling signal: term" in log_path.read_text(errors="replace"), 10,
+                 "gunicorn to handle SIGTERM")
+        for i in range(first, len(body), 64 * 1024):  # the rest of the body, after shutdown began
+            conn.send(body[i:i + 64 * 1024])
+        response = conn.getresponse()
+        answer = response.read()
+        assert response.status == 202, answer
+        assert json.loads(answer) == {"accepted": 10_000}
+        assert queue.backlog() == 10_000
+        try:
+            proc.wait(35)
+        except subprocess.TimeoutExpired:
+            pytest.fail("gunicorn did not exit after SIGTERM:\n" + log_path.read_text(errors="replace"))
+        assert proc.returncode == 0, log_path.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
