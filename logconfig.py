@@ -15,6 +15,9 @@ from typing import TextIO
 from pythonjsonlogger.json import JsonFormatter
 
 FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Celery logs every beat tick and every task at INFO: one drain a second makes
+# that noise. Flower shows each task; the drain logs what it stored.
+CHATTY = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
 
 
 class ContextFilter(logging.Filter):
@@ -44,4 +47,7 @@ def configure_logging(stream: TextIO | None = None) -> None:
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    root.setLevel(level)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")

@@ -32,6 +32,9 @@ def drain_queue() -> dict:
                     "the batch stays queued", type(exc).__name__, delay)
         return {"skipped": "unavailable"}
     unavailable.succeeded()
+    if report.readings:
+        log.info("drained %d readings in %d batches: %d stored, %d duplicates, %d refused",
+                 report.readings, report.batches, report.stored, report.duplicates, report.refused)
     return asdict(report)
 
 
