@@ -10,6 +10,7 @@ and only the daily partitions inside the window are read.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -82,6 +83,15 @@ SERIES = text(
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+def ratio(dc: float, ac: float) -> float | None:
+    """DC per AC: None when no AC was consumed, or when the ratio is beyond a
+    double (a vanishing AC), which JSON could not carry."""
+    if not ac:
+        return None
+    value = dc / ac
+    return value if math.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class Performance:
     ac_kwh: float
@@ -93,7 +103,7 @@ class Performance:
     @property
     def efficiency(self) -> float | None:
         """DC delivered per AC consumed; None when no AC was consumed."""
-        return self.dc_kwh / self.ac_kwh if self.ac_kwh else None
+        return ratio(self.dc_kwh, self.ac_kwh)
 
 
 def vehicle_performance(
@@ -119,7 +129,7 @@ class Bucket:
 
     @property
     def efficiency(self) -> float | None:
-        return self.dc_kwh / self.ac_kwh if self.ac_kwh else None
+        return ratio(self.dc_kwh, self.ac_kwh)
 
 
 def vehicle_series(

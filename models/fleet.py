@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from models.analytics import ratio
+
 HOUR = timedelta(hours=1)
 
 
@@ -68,7 +70,8 @@ WITH spans AS (
 )
 SELECT vehicle_id,
        coalesce(ac.kwh, 0) AS ac_kwh, coalesce(dc.kwh, 0) AS dc_kwh,
-       coalesce(dc.kwh, 0) / nullif(ac.kwh, 0) AS efficiency,
+       -- numeric: a vanishing AC must not overflow the sort
+       coalesce(dc.kwh, 0)::numeric / nullif(ac.kwh, 0)::numeric AS efficiency,
        dc.temp_sum / nullif(dc.n, 0) AS avg_temp, dc.temp_max AS max_temp,
        coalesce(ac.n, 0) AS meter_readings, coalesce(dc.n, 0) AS vehicle_readings
 FROM ac FULL JOIN dc USING (vehicle_id)
@@ -77,9 +80,10 @@ FROM ac FULL JOIN dc USING (vehicle_id)
 # The totals row always comes back, joined to the page's rows (none past the end).
 FLEET_PAGE = """
 WITH v AS (""" + PER_VEHICLE + """), totals AS (
-    SELECT count(*) AS vehicles, coalesce(sum(ac_kwh), 0) AS ac, coalesce(sum(dc_kwh), 0) AS dc,
-           coalesce(sum(meter_readings), 0) AS meter_readings,
-           coalesce(sum(vehicle_readings), 0) AS vehicle_readings
+    SELECT count(*) AS total_vehicles, coalesce(sum(ac_kwh), 0) AS total_ac,
+           coalesce(sum(dc_kwh), 0) AS total_dc,
+           coalesce(sum(meter_readings), 0)::bigint AS total_meter_readings,
+           coalesce(sum(vehicle_readings), 0)::bigint AS total_vehicle_readings
     FROM v
 )
 SELECT totals.*, page.*
@@ -99,11 +103,19 @@ class VehicleFigures:
     vehicle_id: str
     ac_kwh: float
     dc_kwh: float
-    efficiency: float | None
     avg_temp: float | None
     max_temp: float | None
     meter_readings: int
     vehicle_readings: int
+
+    @property
+    def efficiency(self) -> float | None:
+        return ratio(self.dc_kwh, self.ac_kwh)
+
+    @classmethod
+    def of(cls, row) -> VehicleFigures:
+        return cls(row.vehicle_id, row.ac_kwh, row.dc_kwh, row.avg_temp, row.max_temp,
+                   row.meter_readings, row.vehicle_readings)
 
 
 @dataclass(frozen=True)
@@ -137,13 +149,14 @@ def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: 
     params = {**window_params(a, b), "limit": limit, "offset": offset}
     with engine.connect() as conn:
         rows = conn.execute(text(FLEET_PAGE.format(order=order)), params).all()
-    vehicles, ac, dc, meter_n, vehicle_n = rows[0][:5]
-    page = [VehicleFigures(*row[5:]) for row in rows if row[5] is not None]
-    return FleetPage(page, vehicles, ac, dc, meter_n, vehicle_n)
+    t = rows[0]
+    page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
+    return FleetPage(page, t.total_vehicles, t.total_ac, t.total_dc, t.total_meter_readings,
+                     t.total_vehicle_readings)
 
 
 def all_vehicles(engine: Engine, a: datetime, b: datetime) -> list[VehicleFigures]:
     """Every vehicle with readings or AC in [a, b) (for alert evaluation)."""
     with engine.connect() as conn:
         rows = conn.execute(text(PER_VEHICLE), window_params(a, b)).all()
-    return [VehicleFigures(*row) for row in rows]
+    return [VehicleFigures.of(row) for row in rows]

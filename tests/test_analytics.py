@@ -107,6 +107,17 @@ def test_sums_are_exact_over_a_day_of_readings(client, drain_all):
     assert body["readings"] == {"meter": 1440, "vehicle": 1440}
 
 
+def test_vanishing_ac_gives_a_null_ratio_not_infinity(client, drain_all):
+    link(client, "M-1", "V-1", at(0))
+    load(client, drain_all, [meter("M-1", ac=5e-324, at=at(1)), vehicle("V-1", dc=1e9, at=at(1))])
+    response = client.get("/v1/analytics/performance/V-1", headers=OPERATOR,
+                          query_string={"from": iso(at(0)), "to": iso(at(10))})
+    assert response.status_code == 200
+    assert "Infinity" not in response.get_data(as_text=True)
+    assert response.json["efficiencyRatio"] is None
+    assert response.json["totalEnergy"]["dcDeliveredKwh"] == 1e9
+
+
 def test_known_vehicle_without_readings_in_window_is_zeros_and_nulls(client, drain_all):
     load(client, drain_all, [vehicle("V-1", at=at(0))])
     body = performance(client, "V-1", at(100), at(200))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
+from models.analytics import ratio
 from models.fleet import fleet_page
 from web.analytics import query, window
 from web.auth import require
@@ -14,10 +15,6 @@ bp = Blueprint("fleet", __name__)
 bp.before_request(require("operator"))
 
 fleet_query = FleetQuerySchema()
-
-
-def ratio(dc: float, ac: float) -> float | None:
-    return dc / ac if ac else None
 
 
 @bp.get("/v1/analytics/fleet")
