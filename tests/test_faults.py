@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 
 from models.db import create_db_engine
-from tests.conftest import INGEST, ROOT, WorkerProcess, wait_for
+from tests.conftest import INGEST, ROOT, wait_for
 from tests.readings import NOW, meter, vehicle
 from web import create_app
 
@@ -114,21 +113,6 @@ def insert_waiting_on_lock(engine: Engine) -> bool:
         )).first())
 
 
-@pytest.fixture
-def spawn_worker(tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Like worker_factory, for settings of the test's choosing (another database, say)."""
-    started: list[WorkerProcess] = []
-
-    def start(settings, concurrency: int = 2) -> WorkerProcess:
-        w = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log").start(concurrency)
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
-
-
 # -- 1. Redis down ---------------------------------------------------------------
 
 
@@ -169,7 +153,7 @@ OUTAGE_MAX_S = 15
 UNAVAILABLE_WARNING = re.compile(r"database unavailable", re.IGNORECASE)
 
 
-def test_worker_rides_out_a_postgres_outage_and_loses_nothing(settings, postgres_server, spawn_worker):
+def test_worker_rides_out_a_postgres_outage_and_loses_nothing(settings, postgres_server, worker_factory):
     database_url = postgres_server.create_database("energy")
     postgres_server.migrate(database_url)
     s = dataclasses.replace(settings, database_url=database_url)
@@ -178,7 +162,7 @@ def test_worker_rides_out_a_postgres_outage_and_loses_nothing(settings, postgres
     try:
         client, queue, feed = app.test_client(), app.extensions["queue"], Feed(app.test_client())
         concurrency = 2
-        worker = spawn_worker(s, concurrency=concurrency)
+        worker = worker_factory(concurrency, database_url=database_url)
         for _ in range(5):
             feed.post(40)
         wait_for(lambda: queue.backlog() == 0 and stored_total(db) == feed.acked, 60, "the first readings")
