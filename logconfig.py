@@ -12,6 +12,8 @@ import os
 import sys
 from typing import TextIO
 
+from celery import current_task
+from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
 
 FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -24,9 +26,6 @@ class ContextFilter(logging.Filter):
     """Adds request_id inside a Flask request, task_id and task inside a Celery task."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from celery import current_task
-        from flask import g, has_request_context
-
         if has_request_context() and "request_id" in g:
             record.request_id = g.request_id
         task = current_task

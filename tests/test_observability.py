@@ -60,7 +60,8 @@ def test_request_id_is_echoed_or_made(client):
     assert len(client.get("/healthz").headers["X-Request-ID"]) == 32
 
 
-def test_logs_are_json_lines_with_the_request_id(app, client):
+def test_logs_are_json_lines_with_the_request_id(app, client, monkeypatch):
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")  # access lines are DEBUG
     stream = io.StringIO()
     configure_logging(stream)
     try:

@@ -85,9 +85,12 @@ def init_observability(app: Flask) -> None:
         REQUESTS.labels(endpoint, request.method, response.status_code).inc()
         LATENCY.labels(endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        log.info("request", extra={"method": request.method, "endpoint": endpoint,
-                                   "status": response.status_code,
-                                   "duration_ms": round(elapsed * 1000, 2)})
+        # At DEBUG: a line per request costs as much as the request itself at
+        # thousands a second; metrics count them, LOG_LEVEL=DEBUG shows them.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request", extra={"method": request.method, "endpoint": endpoint,
+                                        "status": response.status_code,
+                                        "duration_ms": round(elapsed * 1000, 2)})
         return response
 
     app.register_blueprint(bp)
