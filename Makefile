@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # The Procfile's commands (gunicorn, celery, alembic) come from the venv.
 USE_VENV := export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv run test lint migrate clean
+.PHONY: help venv run test lint migrate clean bench
 
 help: ## List the targets
 	@echo "Targets:"
@@ -52,6 +52,9 @@ lint: venv ## Run ruff
 
 migrate: venv ## Apply the migrations (the Procfile's release step) with .env
 	$(USE_VENV); honcho run alembic upgrade head
+
+bench: venv ## Benchmarks on a scratch database (BENCH_ARGS="--quick" for a smoke run)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: ## Remove .venv
 	rm -rf $(VENV)

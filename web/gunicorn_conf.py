@@ -9,7 +9,12 @@ import tempfile
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="energy-web-metrics-"))
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# Threads keep client connections alive between requests (sync workers close
+# each one): on 2 cores, 3 processes x 4 threads served twice the requests of
+# 5 sync workers on /healthz and a quarter more on single-reading ingest.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
+threads = int(os.environ.get("WEB_THREADS", 4))
 # On SIGTERM, requests in flight get this long to finish before workers exit.
 graceful_timeout = 30
 timeout = 60
