@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import timedelta
 
 import psycopg
@@ -74,3 +76,23 @@ def _insert_waiting_on_lock(engine) -> bool:
             "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             " AND query LIKE '%INSERT INTO vehicle_readings%'"
         )).first())
+
+
+def test_worker_killed_alone_leaves_no_process_behind(worker_factory, queue, settings):
+    """SIGKILL to the worker's main process only (a supervisor's kill -9): its pool
+    and its embedded beat, which holds the RedBeat lock, must not live on."""
+    worker = worker_factory()
+    wait_for(lambda: queue.redis.exists(f"{settings.redis_prefix}:redbeat::lock"),
+             30, "the embedded beat to take its lock")
+    group = os.getpgid(worker.proc.pid)
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(10)
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(group_gone, 20, "the worker's children to exit")

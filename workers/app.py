@@ -8,12 +8,15 @@ periodic drain; if it dies, another takes the lock within `redbeat_lock_timeout`
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import socket
+import sys
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 from sqlalchemy import Engine
 
 import settings as settings_module
@@ -77,6 +80,15 @@ _queue: ReadingQueue | None = None
 def _json_logs(**_: object) -> None:
     """Our JSON logs instead of Celery's own format (connecting this tells Celery)."""
     configure_logging()
+
+
+@beat_init.connect
+def _end_with_the_worker(**_: object) -> None:
+    """The embedded beat is a child process: a worker killed with SIGKILL would
+    leave it running, holding the RedBeat lock. Linux can end it with its parent."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @worker_init.connect
