@@ -37,22 +37,28 @@ class VehicleHourly(Base):
     readings: Mapped[int] = mapped_column(Integer)
 
 
-# Both take the rows just inserted into history as the CTE `stored`; ordered so
-# that concurrent workers lock rollup rows in the same order.
-METER_ROLLUP_CTE = """
+# How a device-hour is rolled up, stated once for the drain and for rebuild.
+METER_INSERT = """
     INSERT INTO meter_hourly AS h (meter_id, hour, kwh_consumed_ac, readings)
     SELECT meter_id, date_trunc('hour', ts, 'UTC'), sum(kwh_consumed_ac), count(*)
+"""
+VEHICLE_INSERT = """
+    INSERT INTO vehicle_hourly AS h
+        (vehicle_id, hour, kwh_delivered_dc, battery_temp_sum, battery_temp_max, readings)
+    SELECT vehicle_id, date_trunc('hour', ts, 'UTC'), sum(kwh_delivered_dc), sum(battery_temp),
+           max(battery_temp), count(*)
+"""
+
+# Both take the rows just inserted into history as the CTE `stored`; ordered so
+# that concurrent workers lock rollup rows in the same order.
+METER_ROLLUP_CTE = METER_INSERT + """
     FROM stored GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (meter_id, hour) DO UPDATE
         SET kwh_consumed_ac = h.kwh_consumed_ac + excluded.kwh_consumed_ac,
             readings = h.readings + excluded.readings
 """
 
-VEHICLE_ROLLUP_CTE = """
-    INSERT INTO vehicle_hourly AS h
-        (vehicle_id, hour, kwh_delivered_dc, battery_temp_sum, battery_temp_max, readings)
-    SELECT vehicle_id, date_trunc('hour', ts, 'UTC'), sum(kwh_delivered_dc), sum(battery_temp),
-           max(battery_temp), count(*)
+VEHICLE_ROLLUP_CTE = VEHICLE_INSERT + """
     FROM stored GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (vehicle_id, hour) DO UPDATE
         SET kwh_delivered_dc = h.kwh_delivered_dc + excluded.kwh_delivered_dc,
@@ -64,18 +70,8 @@ VEHICLE_ROLLUP_CTE = """
 REBUILD = [
     text("DELETE FROM meter_hourly WHERE hour >= :start AND hour < :end"),
     text("DELETE FROM vehicle_hourly WHERE hour >= :start AND hour < :end"),
-    text("""
-        INSERT INTO meter_hourly (meter_id, hour, kwh_consumed_ac, readings)
-        SELECT meter_id, date_trunc('hour', ts, 'UTC'), sum(kwh_consumed_ac), count(*)
-        FROM meter_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2
-    """),
-    text("""
-        INSERT INTO vehicle_hourly
-            (vehicle_id, hour, kwh_delivered_dc, battery_temp_sum, battery_temp_max, readings)
-        SELECT vehicle_id, date_trunc('hour', ts, 'UTC'), sum(kwh_delivered_dc), sum(battery_temp),
-               max(battery_temp), count(*)
-        FROM vehicle_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2
-    """),
+    text(METER_INSERT + "FROM meter_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2"),
+    text(VEHICLE_INSERT + "FROM vehicle_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2"),
 ]
 
 HOUR_BOUNDS = text(

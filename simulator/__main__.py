@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
         help="write hours of history for the whole fleet straight into the database",
         description="Write one reading per device per minute for the HOURS before END into "
                     "PostgreSQL with COPY, link meter i to vehicle i from the window's start, "
-                    "update live state, rebuild rollups when the project has them, and ANALYZE.",
+                    "update live state, rebuild the hourly rollups, and ANALYZE.",
     )
     b.add_argument("--hours", type=positive(float), default=24.0)
     b.add_argument("--end", type=timestamp, default=None,

@@ -35,8 +35,9 @@ import psycopg
 from sqlalchemy import NullPool, create_engine
 from tqdm import tqdm
 
-from models import partitions
-from models.db import Base, create_db_engine, sqlalchemy_url
+from models import partitions, rollups
+from models.db import create_db_engine, sqlalchemy_url
+from models.rollups import MeterHourly, VehicleHourly
 from settings import Settings
 from simulator import fleet
 
@@ -288,23 +289,6 @@ class Summary:
         return "\n".join(lines)
 
 
-def _rollups():
-    """models.rollups, when the project has it."""
-    try:
-        from models import rollups
-    except ModuleNotFoundError as exc:
-        if exc.name != "models.rollups":
-            raise
-        return None
-    return rollups
-
-
-def _tables_of(module) -> list[str]:
-    """The tables a models module declares."""
-    return sorted({obj.__tablename__ for obj in vars(module).values()
-                   if isinstance(obj, type) and issubclass(obj, Base) and "__tablename__" in vars(obj)})
-
-
 def _analyze(database_url: str, tables: list[str]) -> None:
     if tables:
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -382,22 +366,18 @@ def run(database_url: str, vehicles: int, meters: int, hours: float, end: dateti
                        for day in sorted(_days(start, end))]
             _analyze(database_url, [*touched, "live_meters", "live_vehicles", "meter_links"])
 
-        rollups = _rollups()
-        if rollups is None:
-            summary.rollups = "skipped (no models.rollups)"
-        else:
-            with phase("rollups", "rebuilding the hourly rollups of the window"):
-                # Hashing a day of the fleet's device-hours needs more than the default work_mem.
-                rollup_engine = create_engine(
-                    sqlalchemy_url(database_url), poolclass=NullPool,
-                    connect_args={"connect_timeout": 5, "options": f"-c work_mem={ROLLUP_WORK_MEM}"},
-                )
-                try:
-                    rollups.rebuild(rollup_engine, start, end)
-                finally:
-                    rollup_engine.dispose()
-                _analyze(database_url, _tables_of(rollups))
-            summary.rollups = "rebuilt for the window's hours"
+        with phase("rollups", "rebuilding the hourly rollups of the window"):
+            # Hashing a day of the fleet's device-hours needs more than the default work_mem.
+            rollup_engine = create_engine(
+                sqlalchemy_url(database_url), poolclass=NullPool,
+                connect_args={"connect_timeout": 5, "options": f"-c work_mem={ROLLUP_WORK_MEM}"},
+            )
+            try:
+                rollups.rebuild(rollup_engine, start, end)
+            finally:
+                rollup_engine.dispose()
+            _analyze(database_url, [MeterHourly.__tablename__, VehicleHourly.__tablename__])
+        summary.rollups = "rebuilt for the window's hours"
     finally:
         engine.dispose()
     summary.seconds = time.perf_counter() - began

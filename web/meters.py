@@ -18,13 +18,14 @@ bp = Blueprint("meters", __name__)
 bp.before_request(require("operator"))
 
 link_schema = LinkSchema()
+meter_id_field = DeviceId()
 
 
 @bp.put("/v1/meters/<meter_id>/vehicle")
 def link(meter_id: str):
     body = json_body()
     try:
-        meter_id = DeviceId().deserialize(meter_id)
+        meter_id = meter_id_field.deserialize(meter_id)
     except ValidationError as exc:
         raise ApiError(422, errors={"meterId": exc.messages}) from None
     try:
