@@ -1105,7 +1105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=None, help="runs per scenario (default 3; 1 with --quick)")
     p.add_argument("--scenarios", default="1,2,3,4,5,6", help="comma-separated, e.g. 1,2")
     p.add_argument("--web-concurrency", type=int, default=None,
-                   help="gunicorn workers (default: web/gunicorn_conf.py's cores + 1, gthread x 4 threads)")
+                   help="gunicorn workers (default: web/gunicorn_conf.py's one per core, gevent)")
     p.add_argument("--worker-concurrency", type=int, default=None,
                    help="Celery pool processes (default: Celery's, one per core)")
     p.add_argument("--quiet-wait", type=float, default=60,
@@ -1170,8 +1170,8 @@ def main(argv: list[str] | None = None) -> int:
         "failed": failed,
         "machine": machine,
         "setup": {
-            "web": "gunicorn --config web/gunicorn_conf.py 'web:create_app()', gthread workers, "
-                   f"WEB_CONCURRENCY={args.web_concurrency or 'default (cores + 1)'}",
+            "web": "gunicorn --config web/gunicorn_conf.py 'web:create_app()', gevent workers, "
+                   f"WEB_CONCURRENCY={args.web_concurrency or 'default (one per core)'}",
             "worker": "celery worker --beat (Procfile), concurrency "
                       f"{args.worker_concurrency or 'default (one per core)'}; stopped in "
                       "scenarios 1, 2 (acceptance only) and 5 (nothing to drain)",

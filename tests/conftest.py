@@ -120,6 +120,7 @@ def app(settings):
     yield application
     application.extensions["engine"].dispose()
     application.extensions["queue"].redis.close()
+    application.extensions["group_commit"].close()
 
 
 @pytest.fixture

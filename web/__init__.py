@@ -9,7 +9,20 @@ from flask import Flask
 import settings as settings_module
 from logconfig import configure_logging
 from models.db import create_db_engine
-from web import alerts, analytics, dead_letters, errors, fleet, health, ingest, live, meters, openapi
+from web import (
+    alerts,
+    analytics,
+    dead_letters,
+    errors,
+    fleet,
+    health,
+    ingest,
+    ingest_lane,
+    live,
+    meters,
+    openapi,
+)
+from web.group_commit import GroupCommit
 from web.observability import init_observability
 from web.ratelimit import init_rate_limit
 from web.schemas import ReadingValidator
@@ -29,6 +42,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["engine"] = create_db_engine(settings.database_url)
     app.extensions["queue"] = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
+    # Its own connection: the group commit makes one Redis call at a time.
+    app.extensions["group_commit"] = GroupCommit(
+        lambda: ReadingQueue.from_url(settings.redis_url, settings.redis_prefix, single_connection=True),
+        settings.max_batch,
+    )
     app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
 
     errors.register(app)
@@ -37,4 +55,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, health):
         app.register_blueprint(module.bp)
     openapi.register(app)
+    ingest_lane.install(app)
     return app

@@ -17,8 +17,13 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="energy"'}
 
 
 def bearer_token() -> str | None:
-    """The token of an `Authorization: Bearer <token>` header (scheme in any case)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    """The token of the request's `Authorization: Bearer <token>` header (scheme in any case)."""
+    return token_of(request.headers.get("Authorization", ""))
+
+
+def token_of(authorization: str) -> str | None:
+    """The token of an Authorization header's value, or None if it is not a bearer token."""
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return None

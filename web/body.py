@@ -24,7 +24,11 @@ def json_body() -> Any:
     """
     if request.mimetype != "application/json":
         raise ApiError(415, "Content-Type must be application/json.")
-    raw = request.get_data(cache=False)
+    return parse_json(request.get_data(cache=False))
+
+
+def parse_json(raw: bytes) -> Any:
+    """A body parsed under RFC 8259 (UTF-8, no NaN/Infinity, at most MAX_DEPTH deep), or ApiError 400."""
     try:
         text = raw.decode("utf-8")
         body = json.loads(text, parse_constant=_refuse_constant)

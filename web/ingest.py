@@ -1,8 +1,14 @@
-"""POST /v1/ingest: validate readings and queue them; 202 once they are in Redis."""
+"""POST /v1/ingest: validate readings and queue them; 202 once they are in Redis.
+
+The common case (an ingest token, a valid body, a queue that takes it) is
+served by web/ingest_lane.py without Flask's request machinery; this view
+serves the rest, and every error answer comes from here.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 from flask import Blueprint, current_app
@@ -19,6 +25,8 @@ bp = Blueprint("ingest", __name__)
 bp.before_request(require("ingest"))
 
 RETRY_AFTER_S = "5"
+METERS_ACCEPTED = READINGS_ACCEPTED.labels("meter")
+VEHICLES_ACCEPTED = READINGS_ACCEPTED.labels("vehicle")
 
 
 @bp.post("/v1/ingest")
@@ -35,8 +43,14 @@ def ingest():
     if errors:
         READINGS_REJECTED.labels("invalid").inc(len(readings))
         raise ApiError(422, errors=errors if isinstance(body, list) else errors[0])
+    queue_rows(current_app.extensions["group_commit"], rows, settings.max_backlog)
+    return {"accepted": len(rows)}, 202
+
+
+def queue_rows(group_commit: Any, rows: list[list], max_backlog: int) -> None:
+    """Queue validated rows, or ApiError 503 (with Retry-After) when the queue cannot take them."""
     try:
-        current_app.extensions["queue"].put(rows, settings.max_backlog)
+        group_commit.put(rows, max_backlog)
     except QueueFull:
         READINGS_REJECTED.labels("backlog_full").inc(len(rows))
         raise ApiError(503, "The queue is full; retry later.",
@@ -47,6 +61,5 @@ def ingest():
         raise ApiError(503, "The queue is unavailable; retry later.",
                        headers={"Retry-After": RETRY_AFTER_S}) from None
     meters = sum(1 for row in rows if row[0] == "m")
-    READINGS_ACCEPTED.labels("meter").inc(meters)
-    READINGS_ACCEPTED.labels("vehicle").inc(len(rows) - meters)
-    return {"accepted": len(rows)}, 202
+    METERS_ACCEPTED.inc(meters)
+    VEHICLES_ACCEPTED.inc(len(rows) - meters)

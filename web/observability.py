@@ -7,6 +7,7 @@ from Redis at scrape time, so every web process reports the same queue.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -36,6 +37,29 @@ READINGS_REJECTED = Counter("energy_readings_rejected_total", "Readings refused,
 
 # A client's X-Request-ID is kept only if it cannot forge log content.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def request_id(given: str) -> str:
+    """The client's X-Request-ID if it is safe to log, else a new one."""
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+@functools.cache
+def _request_metrics(endpoint: str, method: str, status: int):
+    # labels() costs several µs a call: look each combination up once.
+    return REQUESTS.labels(endpoint, method, status), LATENCY.labels(endpoint)
+
+
+def record_request(endpoint: str, method: str, status: int, elapsed_s: float, rid: str) -> None:
+    """Count a request and its duration, and log it at DEBUG."""
+    count, latency = _request_metrics(endpoint, method, status)
+    count.inc()
+    latency.observe(elapsed_s)
+    # At DEBUG: a line per request costs as much as the request itself at
+    # thousands a second; metrics count them, LOG_LEVEL=DEBUG shows them.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("request", extra={"method": method, "endpoint": endpoint, "status": status,
+                                    "duration_ms": round(elapsed_s * 1000, 2), "request_id": rid})
 
 bp = Blueprint("metrics", __name__)
 bp.before_request(require("operator"))
@@ -74,23 +98,16 @@ def metrics() -> Response:
 def init_observability(app: Flask) -> None:
     @app.before_request
     def start_request() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
         g.started = time.perf_counter()
 
     @app.after_request
     def finish_request(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        REQUESTS.labels(endpoint, request.method, response.status_code).inc()
-        LATENCY.labels(endpoint).observe(elapsed)
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        # At DEBUG: a line per request costs as much as the request itself at
-        # thousands a second; metrics count them, LOG_LEVEL=DEBUG shows them.
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("request", extra={"method": request.method, "endpoint": endpoint,
-                                        "status": response.status_code,
-                                        "duration_ms": round(elapsed * 1000, 2)})
+        rid = g.get("request_id", "")
+        record_request(endpoint, request.method, response.status_code, elapsed, rid)
+        response.headers["X-Request-ID"] = rid
         return response
 
     app.register_blueprint(bp)

@@ -1,0 +1,121 @@
+"""The fast lane of POST /v1/ingest: the common case served without Flask's machinery.
+
+At thousands of single-reading requests a second, Flask's request context,
+routing, hooks and response objects cost several times the work of the request
+itself. This WSGI middleware serves the common case directly: an ingest token,
+a JSON body of known length, readings that validate, and a queue that takes
+them. It uses the same pieces as the Flask view (token check, strict JSON,
+validator, group commit, metrics), so nothing is decided twice in two ways.
+
+Anything else goes to the Flask app untouched (the body it read is put back),
+and Flask answers it: every 4xx comes from the one place that words them. Only
+the queue's 503 is answered here, because the readings were valid and Flask
+would just try the queue again.
+
+With RATE_LIMIT set there is no lane: every request passes flask-limiter.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+
+from web.auth import matches, token_of
+from web.body import parse_json
+from web.errors import ApiError
+from web.ingest import queue_rows
+from web.observability import record_request, request_id
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/ingest"
+WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+class Declined(Exception):
+    """Not the common case: Flask should answer this request."""
+
+
+class IngestLane:
+    """WSGI middleware in front of the Flask app; see the module docstring."""
+
+    def __init__(self, app: Flask, flask_wsgi: WsgiApp) -> None:
+        settings = app.config["SETTINGS"]
+        self.flask_wsgi = flask_wsgi
+        self.settings = settings
+        self.validator = app.extensions["validator"]
+        self.group_commit = app.extensions["group_commit"]
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.flask_wsgi(environ, start_response)
+        started = time.perf_counter()
+        try:
+            status, body, headers = self.serve(environ)
+        except Declined:
+            return self.flask_wsgi(environ, start_response)
+        except Exception:
+            log.exception("unhandled error in the ingest lane")
+            status, body, headers = 500, {"error": "Internal error."}, {}
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        start_response(STATUS_LINES[status], [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            ("X-Request-ID", rid),
+            *headers.items(),
+        ])
+        record_request(PATH, "POST", status, time.perf_counter() - started, rid)
+        return [payload]
+
+    def serve(self, environ: dict) -> tuple[int, dict, dict[str, str]]:
+        """(status, body, headers) for the common case; Declined for anything else."""
+        token = token_of(environ.get("HTTP_AUTHORIZATION", ""))
+        if token is None or not matches(token, self.settings.ingest_tokens):
+            raise Declined
+        content_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise Declined
+        readings = self.readings(environ)
+        rows, errors = self.validator.validate(readings)
+        if errors:
+            raise Declined
+        try:
+            queue_rows(self.group_commit, rows, self.settings.max_backlog)
+        except ApiError as exc:
+            return exc.status, {"error": exc.message}, exc.headers
+        return 202, {"accepted": len(rows)}, {}
+
+    def readings(self, environ: dict) -> list[Any]:
+        """The body's readings, read and parsed; Declined (body put back) unless well-formed."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:  # absent (chunked) or garbled: Flask decides
+            raise Declined from None
+        if not 0 < length <= self.settings.max_body_bytes:
+            raise Declined
+        raw = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            body = parse_json(raw)
+        except ApiError:
+            raise Declined from None
+        readings = body if isinstance(body, list) else [body]
+        if not isinstance(body, (list, dict)) or not 0 < len(readings) <= self.settings.max_batch:
+            raise Declined
+        return readings
+
+
+STATUS_LINES = {202: "202 Accepted", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
+
+
+def install(app: Flask) -> None:
+    """Put the lane in front of the app, unless rate limiting needs every request."""
+    if not app.config["SETTINGS"].rate_limit:
+        app.wsgi_app = IngestLane(app, app.wsgi_app)
