@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, Connection, Engine, Index, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.db import Base
+from models.db import Base, read_connection
 
 TS = TIMESTAMP(timezone=True)
 
@@ -76,5 +76,5 @@ def reconcile(conn: Connection, wanted: dict[tuple[str, str], tuple[str, dict]],
 
 
 def list_alerts(engine: Engine, include_cleared: bool, limit: int) -> list:
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return conn.execute(LIST, {"all": include_cleared, "limit": limit}).all()

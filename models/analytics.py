@@ -1,11 +1,12 @@
-"""The per-vehicle performance aggregation, answered from indexed history.
+"""Per-vehicle analytics, answered from indexed history and its hourly rollups.
 
 AC is counted through the links valid at each reading's time: every link of a
 meter that has ever fed this vehicle becomes a span [since, next link's since),
 and only the meter readings inside both a span of this vehicle and the window
-are summed. Each span is one range scan of the (meter_id, ts) primary key, and
-DC is one range scan of (vehicle_id, ts): no part of history is scanned whole,
-and only the daily partitions inside the window are read.
+are summed. Totals take the window's whole hours from the hourly rollups and
+the partial hours from history; series take every bucket from history. Each
+read is a range scan of a (device, time) primary key: no part of history is
+scanned whole, and only the daily partitions inside the window are read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
+
+from models.db import read_connection
+from models.hours import ceil_hour_sql, window_params
 
 # The vehicle's AC readings in the window: those of every span [since, next since)
 # of a meter link to this vehicle, clipped to the window. The constant window
@@ -42,15 +46,48 @@ KNOWN_VEHICLE = """
      OR EXISTS (SELECT 1 FROM meter_links WHERE vehicle_id = :vehicle_id))
 """
 
+# The window's totals: its whole UTC hours from the hourly rollups (24 rows a
+# day per device instead of 1,440), the partial hours from history. For AC each
+# link span, clipped to the window, splits the same way: whole hours [hs, he)
+# from meter_hourly, and [s, hs) and [he, e) from meter_readings, each an index
+# range. Whole hours of the window are [ha, hb) (models/hours.py).
 PERFORMANCE = text(
     f"""
-    WITH ac AS (
-        SELECT coalesce(sum(r.kwh_consumed_ac), 0) AS kwh, count(*) AS n
-        FROM {VEHICLE_AC_READINGS}
+    WITH spans AS (
+        SELECT meter_id, s, e, {ceil_hour_sql('s')} AS hs, date_trunc('hour', e, 'UTC') AS he
+        FROM (SELECT meter_id, vehicle_id, greatest(since, :a) AS s,
+                     least(lead(since) OVER (PARTITION BY meter_id ORDER BY since), :b) AS e
+              FROM meter_links
+              WHERE meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)) l
+        WHERE vehicle_id = :vehicle_id AND s < e
+    ), ac AS (
+        SELECT coalesce(sum(kwh), 0) AS kwh, coalesce(sum(n), 0) AS n FROM (
+            SELECT r.kwh_consumed_ac AS kwh, r.readings AS n
+            FROM spans JOIN meter_hourly r
+              ON r.meter_id = spans.meter_id AND r.hour >= spans.hs AND r.hour < spans.he
+            UNION ALL
+            SELECT m.kwh_consumed_ac, 1
+            FROM spans JOIN meter_readings m
+              ON m.meter_id = spans.meter_id AND m.ts >= spans.s AND m.ts < least(spans.hs, spans.e)
+             AND m.ts >= :a AND m.ts < :b
+            UNION ALL
+            SELECT m.kwh_consumed_ac, 1
+            FROM spans JOIN meter_readings m
+              ON m.meter_id = spans.meter_id AND m.ts >= greatest(spans.he, spans.hs) AND m.ts < spans.e
+             AND m.ts >= :a AND m.ts < :b
+        ) parts
     ), dc AS (
-        SELECT coalesce(sum(kwh_delivered_dc), 0) AS kwh, count(*) AS n,
-               avg(battery_temp) AS temp
-        FROM {VEHICLE_DC_READINGS}
+        SELECT coalesce(sum(kwh), 0) AS kwh, coalesce(sum(n), 0) AS n,
+               sum(temp_sum) / nullif(sum(n), 0) AS temp FROM (
+            SELECT kwh_delivered_dc AS kwh, readings AS n, battery_temp_sum AS temp_sum
+            FROM vehicle_hourly WHERE vehicle_id = :vehicle_id AND hour >= :ha AND hour < :hb
+            UNION ALL
+            SELECT kwh_delivered_dc, 1, battery_temp FROM vehicle_readings
+            WHERE vehicle_id = :vehicle_id AND ts >= :a AND ts < :ha
+            UNION ALL
+            SELECT kwh_delivered_dc, 1, battery_temp FROM vehicle_readings
+            WHERE vehicle_id = :vehicle_id AND ts >= :hb AND ts < :b
+        ) parts
     )
     SELECT ac.kwh, ac.n, dc.kwh, dc.n, dc.temp, {KNOWN_VEHICLE}
     FROM ac, dc
@@ -110,8 +147,8 @@ def vehicle_performance(
     engine: Engine, vehicle_id: str, from_ts: datetime, to_ts: datetime
 ) -> Performance | None:
     """Energy totals of the window [from_ts, to_ts); None for an unknown vehicle."""
-    params = {"vehicle_id": vehicle_id, "from_ts": from_ts, "to_ts": to_ts}
-    with engine.connect() as conn:
+    params = {"vehicle_id": vehicle_id, **window_params(from_ts.astimezone(UTC), to_ts.astimezone(UTC))}
+    with read_connection(engine) as conn:
         ac, ac_n, dc, dc_n, temp, known = conn.execute(PERFORMANCE, params).one()
     if not known:
         return None
@@ -138,10 +175,10 @@ def vehicle_series(
     """The window's figures per time bucket, oldest first."""
     params = {"vehicle_id": vehicle_id, "from_ts": from_ts, "to_ts": to_ts, "bucket": bucket,
               "origin": BUCKET_ORIGIN}
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return [Bucket(*row) for row in conn.execute(SERIES, params)]
 
 
 def vehicle_known(engine: Engine, vehicle_id: str) -> bool:
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return conn.execute(text(f"SELECT {KNOWN_VEHICLE}"), {"vehicle_id": vehicle_id}).scalar_one()

@@ -6,7 +6,7 @@ disposes what it inherited (see workers/app.py) rather than sharing sockets.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, MetaData, create_engine
+from sqlalchemy import Connection, Engine, MetaData, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import DeclarativeBase
 
@@ -47,3 +47,11 @@ def create_db_engine(database_url: str, pool_size: int = 5) -> Engine:
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )
+
+
+def read_connection(engine: Engine) -> Connection:
+    """A connection for reads of one statement each, in autocommit.
+
+    A single statement sees one snapshot anyway, and the BEGIN and ROLLBACK
+    around it took longer than the per-vehicle query itself (2 ms against 1.3)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")

@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Connection, Engine, Integer, Text, UniqueCons
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.db import Base
+from models.db import Base, read_connection
 
 
 class DeadLetter(Base):
@@ -60,7 +60,7 @@ def record(conn: Connection, letters: list[tuple[str, int, object, str]]) -> Non
 
 
 def list_dead_letters(engine: Engine, after: int, limit: int) -> list:
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return conn.execute(LIST, {"after": after, "limit": limit}).all()
 
 

@@ -12,19 +12,13 @@ The sums equal those of raw history (tests/test_fleet.py proves it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine, text
 
 from models.analytics import ratio
-
-HOUR = timedelta(hours=1)
-
-
-def _ceil_sql(x: str) -> str:
-    return (f"(date_trunc('hour', {x}, 'UTC') + CASE WHEN date_trunc('hour', {x}, 'UTC') = {x}"
-            f" THEN interval '0' ELSE interval '1 hour' END)")
-
+from models.db import read_connection
+from models.hours import ceil_hour_sql, window_params
 
 PER_VEHICLE = f"""
 WITH spans AS (
@@ -32,7 +26,7 @@ WITH spans AS (
            least(lead(since) OVER (PARTITION BY meter_id ORDER BY since), :b) AS e
     FROM meter_links
 ), span_hours AS (
-    SELECT meter_id, vehicle_id, s, e, {_ceil_sql('s')} AS hs, date_trunc('hour', e, 'UTC') AS he
+    SELECT meter_id, vehicle_id, s, e, {ceil_hour_sql('s')} AS hs, date_trunc('hour', e, 'UTC') AS he
     FROM spans WHERE s < e
 ), ac_parts AS (
     -- whole hours of each span
@@ -128,17 +122,6 @@ class FleetPage:
     total_vehicle_readings: int
 
 
-def window_params(a: datetime, b: datetime) -> dict[str, datetime]:
-    """The window and its whole hours [ha, hb); with no whole hour, ha = hb = b."""
-    ha = a.replace(minute=0, second=0, microsecond=0)
-    if ha != a:
-        ha += HOUR
-    hb = b.replace(minute=0, second=0, microsecond=0)
-    if ha >= hb:
-        ha = hb = b
-    return {"a": a, "b": b, "ha": ha, "hb": hb}
-
-
 def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: bool,
                limit: int, offset: int) -> FleetPage:
     """Per-vehicle figures over [a, b), sorted and paged, with the fleet's totals.
@@ -147,7 +130,7 @@ def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: 
     direction = "DESC" if descending else "ASC"
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
     params = {**window_params(a, b), "limit": limit, "offset": offset}
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         rows = conn.execute(text(FLEET_PAGE.format(order=order)), params).all()
     t = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
@@ -157,6 +140,6 @@ def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: 
 
 def all_vehicles(engine: Engine, a: datetime, b: datetime) -> list[VehicleFigures]:
     """Every vehicle with readings or AC in [a, b) (for alert evaluation)."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         rows = conn.execute(text(PER_VEHICLE), window_params(a, b)).all()
     return [VehicleFigures.of(row) for row in rows]

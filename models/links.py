@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Text, text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.db import Base
+from models.db import Base, read_connection
 
 
 class MeterLink(Base):
@@ -47,5 +47,5 @@ def put_link(engine: Engine, meter_id: str, vehicle_id: str, since: datetime) ->
 
 def list_links(engine: Engine, meter_id: str) -> list[tuple[str, datetime]]:
     """The meter's links, latest `since` first."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return [tuple(row) for row in conn.execute(LIST_LINKS, {"meter_id": meter_id})]

@@ -8,7 +8,7 @@ from sqlalchemy import Double, Engine, Row, Text, text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.db import Base
+from models.db import Base, read_connection
 
 
 class LiveMeter(Base):
@@ -43,11 +43,11 @@ LIVE_VEHICLE = text(
 
 def live_meter(engine: Engine, meter_id: str) -> Row | None:
     """The meter's newest reading, or None for a meter never heard from."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return conn.execute(LIVE_METER, {"id": meter_id}).first()
 
 
 def live_vehicle(engine: Engine, vehicle_id: str) -> Row | None:
     """The vehicle's newest reading, or None for a vehicle never heard from."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return conn.execute(LIVE_VEHICLE, {"id": vehicle_id}).first()

@@ -1,5 +1,6 @@
-"""Fleet analytics and series: rollups equal raw sums, fleet figures equal the
-per-vehicle (raw) figures for any window, and sorting, paging and totals hold."""
+"""Fleet analytics and series: rollups equal raw sums, fleet and per-vehicle
+figures (both read rollups) equal raw history for any window, and sorting,
+paging and totals hold."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from models.analytics import VEHICLE_AC_READINGS, VEHICLE_DC_READINGS
 from models.rollups import rebuild
 from tests.conftest import INGEST, OPERATOR
 from tests.readings import iso, meter, vehicle
@@ -90,27 +92,46 @@ def test_rebuilt_rollups_equal_those_kept_by_the_drain(fleet_data, engine):
             assert got[2:] == pytest.approx(want[2:], rel=1e-12)
 
 
+def raw_figures(engine, vehicle_id: str, start: datetime, end: datetime) -> dict:
+    """The vehicle's figures straight from history (no rollups): the reference."""
+    params = {"vehicle_id": vehicle_id, "from_ts": start, "to_ts": end}
+    with engine.connect() as conn:
+        ac, ac_n = conn.execute(text(
+            f"SELECT coalesce(sum(r.kwh_consumed_ac), 0), count(*) FROM {VEHICLE_AC_READINGS}"), params).one()
+        dc, dc_n, temp = conn.execute(text(
+            "SELECT coalesce(sum(kwh_delivered_dc), 0), count(*), avg(battery_temp)"
+            f" FROM {VEHICLE_DC_READINGS}"), params).one()
+    return {"acConsumedKwh": ac, "dcDeliveredKwh": dc, "avgBatteryTemp": temp,
+            "readings": {"meter": ac_n, "vehicle": dc_n}}
+
+
+def assert_figures_equal(got: dict, raw: dict) -> None:
+    assert got["readings"] == raw["readings"]
+    for key in ("acConsumedKwh", "dcDeliveredKwh", "avgBatteryTemp"):
+        assert got[key] == pytest.approx(raw[key], rel=1e-9, abs=1e-12)
+
+
 @pytest.mark.parametrize("start, end", [
     (0, 300),          # whole hours
     (17.5, 281),       # partial hours at both edges
     (130, 150),        # inside one hour, across the relink
-    (61, 179.9),
+    (61, 179.9),       # whole hours, with the relink inside one of them
+    (120, 240),        # whole hours only, the relink inside the first
     (-600, 1000),      # wider than the data
 ])
-def test_fleet_figures_equal_raw_per_vehicle_figures(fleet_data, client, start, end):
+def test_fleet_and_performance_figures_equal_raw_history(fleet_data, client, engine, start, end):
     body = fleet(client, at(start), at(end), sort="vehicleId", limit=1000)
     by_vehicle = {v["vehicleId"]: v for v in body["vehicles"]}
     for vehicle_id in ("V-1", "V-2", "V-3", "V-4"):
-        raw = performance(client, vehicle_id, at(start), at(end))
+        raw = raw_figures(engine, vehicle_id, at(start), at(end))
+        perf = performance(client, vehicle_id, at(start), at(end))
+        assert_figures_equal({**perf["totalEnergy"], **perf}, raw)
         got = by_vehicle.get(vehicle_id)
         if got is None:
             assert raw["readings"] == {"meter": 0, "vehicle": 0}
             continue
-        assert got["readings"] == raw["readings"]
-        for key in ("acConsumedKwh", "dcDeliveredKwh"):
-            assert got[key] == pytest.approx(raw["totalEnergy"][key], rel=1e-9, abs=1e-12)
-        assert got["avgBatteryTemp"] == pytest.approx(raw["avgBatteryTemp"], rel=1e-9)
-        assert got["efficiencyRatio"] == pytest.approx(raw["efficiencyRatio"], rel=1e-9)
+        assert_figures_equal(got, raw)
+        assert got["efficiencyRatio"] == pytest.approx(perf["efficiencyRatio"], rel=1e-9)
     totals = body["totals"]
     assert totals["vehicles"] == len(body["vehicles"])
     assert totals["acConsumedKwh"] == pytest.approx(sum(v["acConsumedKwh"] for v in body["vehicles"]))

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from models.analytics import PERFORMANCE
+from models.hours import window_params
 from models.partitions import partitions
 from tests.conftest import INGEST, OPERATOR
 from tests.readings import iso, meter, vehicle
@@ -71,11 +72,13 @@ def test_analytics_reads_only_the_partitions_of_its_window(client, drain_all, en
     client.post("/v1/ingest", headers=INGEST,
                 json=[r for n in (1, 2, 3) for r in (meter(at=days_ago(n)), vehicle(at=days_ago(n)))])
     drain_all()
-    start, end = days_ago(2).replace(hour=0), days_ago(2).replace(hour=23)
+    # Partial hours at both ends: history is read for them, the rollups for the rest.
+    day = days_ago(2).replace(second=0, microsecond=0)
+    start, end = day.replace(hour=0, minute=30), day.replace(hour=23, minute=10)
     with engine.connect() as conn:
         plan = "\n".join(conn.exec_driver_sql(
             "EXPLAIN " + str(PERFORMANCE.compile(engine)),
-            {"vehicle_id": "V-201", "from_ts": start, "to_ts": end},
+            {"vehicle_id": "V-201", **window_params(start, end)},
         ).scalars())
     for table in ("meter_readings", "vehicle_readings"):
         assert f"{table}_p{days_ago(2):%Y%m%d}" in plan, plan
