@@ -754,6 +754,7 @@ class Bench:
 
         from models.analytics import PERFORMANCE, vehicle_performance
         from models.db import create_db_engine
+        from models.hours import window_params
 
         engine = create_db_engine(DATABASE_URL)
         rng = random.Random(7)
@@ -762,7 +763,7 @@ class Bench:
         try:
             with engine.connect() as conn:
                 for vid in ids[:30]:
-                    params = {"vehicle_id": vid, "from_ts": self.day_start, "to_ts": self.day_end}
+                    params = {"vehicle_id": vid, **window_params(self.day_start, self.day_end)}
                     plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
                                              + PERFORMANCE.text), params).scalar_one()[0]
                     planning.append(plan["Planning Time"])
@@ -771,7 +772,7 @@ class Bench:
                     reads.append(plan["Plan"].get("Shared Read Blocks", 0))
                 plan_text = "\n".join(r[0] for r in conn.execute(
                     text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + PERFORMANCE.text),
-                    {"vehicle_id": ids[0], "from_ts": self.day_start, "to_ts": self.day_end}))
+                    {"vehicle_id": ids[0], **window_params(self.day_start, self.day_end)}))
             in_process = []
             for vid in ids:
                 t = time.perf_counter()

@@ -34,3 +34,10 @@ def child_exit(server, worker):
 # Gunicorn 27's control socket lives at one path per user: several web
 # processes on one host would replace each other's. Nothing here uses it.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Exempt everything loaded so far from the garbage collector's full passes."""
+    import gc
+
+    gc.freeze()
