@@ -22,3 +22,15 @@ def test_release_is_safe_to_run_twice(database_url):
 def test_models_and_migrations_agree(database_url):
     done = alembic(database_url, "check")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_tables_updated_in_place_leave_room_on_each_page(engine):
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        options = dict(conn.execute(text(
+            "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:tables)"),
+            {"tables": ["live_meters", "live_vehicles", "meter_hourly", "vehicle_hourly"]}).all())
+    assert len(options) == 4
+    for table, opts in options.items():
+        assert "fillfactor=70" in (opts or []), (table, opts)

@@ -17,7 +17,6 @@ Works with threads and with gevent's patched locks alike.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,9 +51,6 @@ class GroupCommit:
         while not request.done:
             with self._call_lock:
                 if not request.done:
-                    # Let requests that are ready to run reach the queue first
-                    # and join this group (a greenlet or thread switch, no wait).
-                    time.sleep(0)
                     self._send(self._take_group(), max_backlog)
         if request.error is not None:
             raise request.error
