@@ -21,12 +21,16 @@ class ApiError(Exception):
         self.errors = errors
         self.headers = headers or {}
 
+    @property
+    def body(self) -> dict:
+        """The JSON answer: the details if there are any, else the message."""
+        return {"errors": self.errors} if self.errors is not None else {"error": self.message}
+
 
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
-        body = {"errors": exc.errors} if exc.errors is not None else {"error": exc.message}
-        return jsonify(body), exc.status, exc.headers
+        return jsonify(exc.body), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

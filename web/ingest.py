@@ -33,8 +33,8 @@ VEHICLES_ACCEPTED = READINGS_ACCEPTED.labels("vehicle")
 def ingest():
     settings = current_app.config["SETTINGS"]
     body = json_body()
-    readings = body if isinstance(body, list) else [body]
-    if not isinstance(body, (list, dict)) or not readings:
+    readings = readings_of(body)
+    if readings is None:
         raise ApiError(422, errors={"_schema": ["Send a reading or a non-empty array of readings."]})
     if len(readings) > settings.max_batch:
         READINGS_REJECTED.labels("too_many").inc(len(readings))
@@ -45,6 +45,14 @@ def ingest():
         raise ApiError(422, errors=errors if isinstance(body, list) else errors[0])
     queue_rows(current_app.extensions["group_commit"], rows, settings.max_backlog)
     return {"accepted": len(rows)}, 202
+
+
+def readings_of(body: Any) -> list | None:
+    """The readings of a body that is one reading or a non-empty array of them; else None."""
+    readings = body if isinstance(body, list) else [body]
+    if not isinstance(body, (list, dict)) or not readings:
+        return None
+    return readings
 
 
 def queue_rows(group_commit: Any, rows: list[list], max_backlog: int) -> None:

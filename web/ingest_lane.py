@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
@@ -29,7 +30,7 @@ from flask import Flask
 from web.auth import matches, token_of
 from web.body import parse_json
 from web.errors import ApiError
-from web.ingest import queue_rows
+from web.ingest import queue_rows, readings_of
 from web.observability import record_request, request_id
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,8 @@ class IngestLane:
     """WSGI middleware in front of the Flask app; see the module docstring."""
 
     def __init__(self, app: Flask, flask_wsgi: WsgiApp) -> None:
-        settings = app.config["SETTINGS"]
         self.flask_wsgi = flask_wsgi
-        self.settings = settings
+        self.settings = app.config["SETTINGS"]
         self.validator = app.extensions["validator"]
         self.group_commit = app.extensions["group_commit"]
 
@@ -65,7 +65,7 @@ class IngestLane:
             status, body, headers = 500, {"error": "Internal error."}, {}
         payload = json.dumps(body, separators=(",", ":")).encode()
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        start_response(STATUS_LINES[status], [
+        start_response(f"{status} {HTTPStatus(status).phrase}", [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(payload))),
             ("X-Request-ID", rid),
@@ -89,7 +89,7 @@ class IngestLane:
         try:
             queue_rows(self.group_commit, rows, self.settings.max_backlog)
         except ApiError as exc:
-            return exc.status, {"error": exc.message}, exc.headers
+            return exc.status, exc.body, exc.headers
         return 202, {"accepted": len(rows)}, {}
 
     def readings(self, environ: dict) -> list[Any]:
@@ -106,13 +106,10 @@ class IngestLane:
             body = parse_json(raw)
         except ApiError:
             raise Declined from None
-        readings = body if isinstance(body, list) else [body]
-        if not isinstance(body, (list, dict)) or not 0 < len(readings) <= self.settings.max_batch:
+        readings = readings_of(body)
+        if readings is None or len(readings) > self.settings.max_batch:
             raise Declined
         return readings
-
-
-STATUS_LINES = {202: "202 Accepted", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
 
 
 def install(app: Flask) -> None:
