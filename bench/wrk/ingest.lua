@@ -4,14 +4,9 @@
 -- alternate meter/vehicle; DEVICES (default 10000) ids of each kind per wrk
 -- thread, all prefixed by PREFIX and the thread's number; the timestamp steps
 -- one second each time every device of the thread has sent once, from BASE_EPOCH.
--- done() prints one line "BENCH_JSON {...}" with counts and latency percentiles.
 
-local threads = 0
-
-function setup(thread)
-  thread:set("tid", threads)
-  threads = threads + 1
-end
+-- setup() and done() (the BENCH_JSON line), next to this file.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
 function init(args)
   token, prefix = args[1], args[2]
@@ -62,15 +57,4 @@ function request()
     body = "[" .. table.concat(parts, ",") .. "]"
   end
   return wrk.format(nil, nil, nil, body)
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"connect_errors":%d,"read_errors":%d,' ..
-    '"write_errors":%d,"status_errors":%d,"timeouts":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
-    '"max_us":%d,"mean_us":%.1f}\n',
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
-    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, latency.mean))
 end
