@@ -16,6 +16,7 @@ from flask import Blueprint, current_app
 from web.auth import require
 from web.body import json_body
 from web.errors import ApiError
+from web.group_commit import GroupCommit
 from web.observability import READINGS_ACCEPTED, READINGS_REJECTED
 from workers.queue import QueueFull
 
@@ -55,7 +56,7 @@ def readings_of(body: Any) -> list | None:
     return readings
 
 
-def queue_rows(group_commit: Any, rows: list[list], max_backlog: int) -> None:
+def queue_rows(group_commit: GroupCommit, rows: list[list], max_backlog: int) -> None:
     """Queue validated rows, or ApiError 503 (with Retry-After) when the queue cannot take them."""
     try:
         group_commit.put(rows, max_backlog)
