@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -313,7 +314,19 @@ def _status(port: int, path: str) -> int | None:
         return None
 
 
-def test_sigterm_to_gunicorn_finishes_the_request_in_flight(settings, queue, tmp_path, unused_tcp_port):
+@dataclasses.dataclass
+class Gunicorn:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
+    """The web process as the Procfile runs it, answering on a port of its own."""
     port = unused_tcp_port
     env = {
         **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
@@ -329,38 +342,69 @@ def test_sigterm_to_gunicorn_finishes_the_request_in_flight(settings, queue, tmp
         )
     try:
         wait_for(lambda: _status(port, "/healthz") == 200, 30, "gunicorn to answer")
-        readings = Feed(None).readings(10_000)
-        body = json.dumps(readings).encode()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        conn.putrequest("POST", "/v1/ingest")
-        conn.putheader("Content-Type", "application/json")
-        conn.putheader("Authorization", INGEST["Authorization"])
-        conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders()
-        first = 64 * 1024
-        conn.send(body[:first])
-        client_port = conn.sock.getsockname()[1]
-        wait_for(lambda: _accepted_by_a_worker(proc.pid, port, client_port), 10,
-                 "a gunicorn worker to accept the request")
-
-        os.kill(proc.pid, signal.SIGTERM)
-        wait_for(lambda: "Handling signal: term" in log_path.read_text(errors="replace"), 10,
-                 "gunicorn to handle SIGTERM")
-        for i in range(first, len(body), 64 * 1024):  # the rest of the body, after shutdown began
-            conn.send(body[i:i + 64 * 1024])
-        response = conn.getresponse()
-        answer = response.read()
-        assert response.status == 202, answer
-        assert json.loads(answer) == {"accepted": 10_000}
-        assert queue.backlog() == 10_000
-        # The connection stays open (keep-alive) and idle: it must not hold up the
-        # exit for the whole graceful timeout (30 s), only for `keepalive` (5 s).
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            pytest.fail("gunicorn did not exit soon after SIGTERM:\n" + log_path.read_text(errors="replace"))
-        assert proc.returncode == 0, log_path.read_text(errors="replace")
+        yield Gunicorn(proc, port, log_path)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def _closed_by_server(conn: http.client.HTTPConnection, within_s: float) -> bool:
+    """Whether the server closes this idle connection within `within_s` seconds."""
+    conn.sock.settimeout(within_s)
+    try:
+        return conn.sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_gunicorn_closes_a_connection_left_idle_for_keepalive(gunicorn):
+    from web import gunicorn_conf
+
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().read()
+    assert not _closed_by_server(conn, gunicorn_conf.keepalive - 2)  # still open: may be reused
+    conn.request("HEAD", "/healthz")  # a response without a body still ends its headers
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == b""
+    started = time.monotonic()
+    assert _closed_by_server(conn, gunicorn_conf.keepalive + 5)
+    assert time.monotonic() - started >= gunicorn_conf.keepalive - 1
+
+
+def test_sigterm_to_gunicorn_finishes_the_request_in_flight(gunicorn, queue):
+    proc, port = gunicorn.proc, gunicorn.port
+    readings = Feed(None).readings(10_000)
+    body = json.dumps(readings).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.putrequest("POST", "/v1/ingest")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Authorization", INGEST["Authorization"])
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    first = 64 * 1024
+    conn.send(body[:first])
+    client_port = conn.sock.getsockname()[1]
+    wait_for(lambda: _accepted_by_a_worker(proc.pid, port, client_port), 10,
+             "a gunicorn worker to accept the request")
+
+    os.kill(proc.pid, signal.SIGTERM)
+    wait_for(lambda: "Handling signal: term" in gunicorn.log(), 10, "gunicorn to handle SIGTERM")
+    for i in range(first, len(body), 64 * 1024):  # the rest of the body, after shutdown began
+        conn.send(body[i:i + 64 * 1024])
+    response = conn.getresponse()
+    answer = response.read()
+    assert response.status == 202, answer
+    assert json.loads(answer) == {"accepted": 10_000}
+    assert queue.backlog() == 10_000
+    # The connection stays open (keep-alive) and idle: a worker shutting down
+    # closes it at once rather than wait for it (up to the graceful timeout, 30 s).
+    answered = time.monotonic()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("gunicorn did not exit soon after SIGTERM:\n" + gunicorn.log())
+    assert proc.returncode == 0, gunicorn.log()
+    assert _closed_by_server(conn, 1)
+    assert time.monotonic() - answered < 4, "an idle connection held up the exit"
