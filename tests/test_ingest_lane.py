@@ -53,6 +53,8 @@ def test_the_common_case_never_reaches_flask(app, queue):
     (b'{"meterId": ', INGEST, "application/json"),                               # 400
     (b"[]", INGEST, "application/json"),                                        # 422, empty
     (json.dumps({**meter(), "voltage": -1}).encode(), INGEST, "application/json"),  # 422
+    (b"[" * 65 + b"]" * 65, INGEST, "application/json"),                        # 400, too deep
+    (json.dumps([{**meter(), "voltage": [[[1.0]]]}]).encode(), INGEST, "application/json"),  # 422
 ])
 def test_anything_else_goes_to_flask_with_its_body(app, queue, body, headers, content_type):
     seen = {}

@@ -29,16 +29,21 @@ def json_body() -> Any:
 
 def parse_json(raw: bytes) -> Any:
     """A body parsed under RFC 8259 (UTF-8, no NaN/Infinity, at most MAX_DEPTH deep), or ApiError 400."""
+    body = parse_json_any_depth(raw)
+    if depth_exceeds(body, MAX_DEPTH):
+        raise ApiError(400, f"The body is nested deeper than {MAX_DEPTH} levels.")
+    return body
+
+
+def parse_json_any_depth(raw: bytes) -> Any:
+    """parse_json without the depth check, for a caller that checks the shape itself."""
     try:
         text = raw.decode("utf-8")
-        body = json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise ApiError(400, "The body is not UTF-8.") from None
     except (ValueError, RecursionError):
         raise ApiError(400, "The body is not valid JSON.") from None
-    if depth_exceeds(body, MAX_DEPTH):
-        raise ApiError(400, f"The body is nested deeper than {MAX_DEPTH} levels.")
-    return body
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
