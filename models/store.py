@@ -7,22 +7,27 @@ row only with a newer reading, and to the hourly rollups (models/rollups.py).
 Rows are sorted by (device, instant) so that two
 workers writing overlapping batches take their row locks in the same order and
 cannot deadlock each other.
+
+The columns go as arrays in binary (psycopg's %b), and the instants as
+datetimes: quoting text arrays cost the worker half its CPU per reading, and
+parsing text instants cost PostgreSQL a fifth of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from models.rollups import METER_ROLLUP_CTE, VEHICLE_ROLLUP_CTE
 
-STORE_METERS = text(
+STORE_METERS = (
     """
     WITH batch AS (
         SELECT * FROM unnest(
-            CAST(:device AS text[]), CAST(:ts AS timestamptz[]),
-            CAST(:ac AS float8[]), CAST(:voltage AS float8[])
+            CAST(%(device)b AS text[]), CAST(%(ts)b AS timestamptz[]),
+            CAST(%(ac)b AS float8[]), CAST(%(voltage)b AS float8[])
         ) AS b(meter_id, ts, kwh_consumed_ac, voltage)
         ORDER BY meter_id, ts
     ), stored AS (
@@ -43,12 +48,12 @@ STORE_METERS = text(
     """
 )
 
-STORE_VEHICLES = text(
+STORE_VEHICLES = (
     """
     WITH batch AS (
         SELECT * FROM unnest(
-            CAST(:device AS text[]), CAST(:ts AS timestamptz[]), CAST(:soc AS float8[]),
-            CAST(:dc AS float8[]), CAST(:temp AS float8[])
+            CAST(%(device)b AS text[]), CAST(%(ts)b AS timestamptz[]), CAST(%(soc)b AS float8[]),
+            CAST(%(dc)b AS float8[]), CAST(%(temp)b AS float8[])
         ) AS b(vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
         ORDER BY vehicle_id, ts
     ), stored AS (
@@ -115,11 +120,24 @@ class StoreResult:
 
 
 def store_batch(conn: Connection, meters: Columns, vehicles: Columns) -> StoreResult:
-    """Write both kinds within the caller's transaction; meters first, always."""
+    """Write both kinds within the caller's transaction; meters first, always.
+
+    Raises ValueError or TypeError for a row whose instant is not an ISO 8601
+    string with a zone (queue rows the web did not write)."""
     result = StoreResult(readings=len(meters) + len(vehicles))
     for statement, columns in ((STORE_METERS, meters), (STORE_VEHICLES, vehicles)):
         if len(columns):
-            stored, live = conn.execute(statement, columns.params()).one()
+            params = columns.params()
+            params["ts"] = [instant(ts) for ts in params["ts"]]
+            stored, live = conn.exec_driver_sql(statement, params).one()
             result.stored += stored
             result.live_updated += live
     return result
+
+
+def instant(value: str) -> datetime:
+    """A queue row's timestamp (the web writes RFC 3339 in UTC) as an aware datetime."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("a timestamp without a time zone")
+    return parsed
