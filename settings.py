@@ -39,9 +39,11 @@ class Settings:
     max_backlog: int = 2_000_000
     retention_days: int | None = None
     # A drain transaction takes whichever comes first: this many readings, or
-    # this long since its first reading arrived.
+    # this long since its first reading arrived. The wait is most of the time
+    # from ingest to queryable at moderate rates; under full load batches fill
+    # long before it ends.
     batch_max_readings: int = 5_000
-    batch_max_wait_ms: int = 200
+    batch_max_wait_ms: int = 100
     # Queue entries a consumer has held this long without acknowledging are
     # taken over by another worker: the holder is presumed dead.
     claim_idle_s: float = 30.0
