@@ -9,6 +9,7 @@ names the server; its database part is replaced by a throwaway one.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import os
 import signal
 import socket
@@ -220,3 +221,61 @@ def unused_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- the web process under gunicorn, as the Procfile runs it ------------------------
+
+
+def http_status(port: int, path: str) -> int | None:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", path)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+    except OSError:
+        return None
+
+
+@dataclasses.dataclass
+class Gunicorn:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
+    """The web process as the Procfile runs it, answering on a port of its own."""
+    port = unused_tcp_port
+    env = {
+        **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
+        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+        "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
+        "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
+    }
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for(lambda: http_status(port, "/healthz") == 200, 30, "gunicorn to answer")
+        yield Gunicorn(proc, port, log_path)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def closed_by_server(conn: http.client.HTTPConnection, within_s: float) -> bool:
+    """Whether the server closes this idle connection within `within_s` seconds."""
+    conn.sock.settimeout(within_s)
+    try:
+        return conn.sock.recv(1) == b""
+    except TimeoutError:
+        return False

@@ -13,9 +13,7 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 
 from models.db import create_db_engine
-from tests.conftest import INGEST, ROOT, wait_for
+from tests.conftest import INGEST, closed_by_server, wait_for
 from tests.readings import NOW, meter, vehicle
 from web import create_app
 
@@ -303,76 +301,6 @@ def _accepted_by_a_worker(master_pid: int, server_port: int, client_port: int) -
     return False
 
 
-def _status(port: int, path: str) -> int | None:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", path)
-        status = conn.getresponse().status
-        conn.close()
-        return status
-    except OSError:
-        return None
-
-
-@dataclasses.dataclass
-class Gunicorn:
-    proc: subprocess.Popen
-    port: int
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
-    """The web process as the Procfile runs it, answering on a port of its own."""
-    port = unused_tcp_port
-    env = {
-        **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
-        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-        "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
-        "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
-    }
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        wait_for(lambda: _status(port, "/healthz") == 200, 30, "gunicorn to answer")
-        yield Gunicorn(proc, port, log_path)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-def _closed_by_server(conn: http.client.HTTPConnection, within_s: float) -> bool:
-    """Whether the server closes this idle connection within `within_s` seconds."""
-    conn.sock.settimeout(within_s)
-    try:
-        return conn.sock.recv(1) == b""
-    except TimeoutError:
-        return False
-
-
-def test_gunicorn_closes_a_connection_left_idle_for_keepalive(gunicorn):
-    from web import gunicorn_conf
-
-    conn = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=10)
-    conn.request("GET", "/healthz")
-    assert conn.getresponse().read()
-    assert not _closed_by_server(conn, gunicorn_conf.keepalive - 2)  # still open: may be reused
-    conn.request("HEAD", "/healthz")  # a response without a body still ends its headers
-    response = conn.getresponse()
-    assert response.status == 200 and response.read() == b""
-    started = time.monotonic()
-    assert _closed_by_server(conn, gunicorn_conf.keepalive + 5)
-    assert time.monotonic() - started >= gunicorn_conf.keepalive - 1
-
-
 def test_sigterm_to_gunicorn_finishes_the_request_in_flight(gunicorn, queue):
     proc, port = gunicorn.proc, gunicorn.port
     readings = Feed(None).readings(10_000)
@@ -406,5 +334,5 @@ def test_sigterm_to_gunicorn_finishes_the_request_in_flight(gunicorn, queue):
     except subprocess.TimeoutExpired:
         pytest.fail("gunicorn did not exit soon after SIGTERM:\n" + gunicorn.log())
     assert proc.returncode == 0, gunicorn.log()
-    assert _closed_by_server(conn, 1)
+    assert closed_by_server(conn, 1)
     assert time.monotonic() - answered < 4, "an idle connection held up the exit"
