@@ -125,12 +125,10 @@ class Stack:
     def _spawn(self, name: str, command: str, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
         LOGS.mkdir(exist_ok=True)
         path = LOGS / f"{name}.log"
-        metrics = LOGS / f"prometheus-{name}"  # the multiprocess metrics dir must start empty
-        shutil.rmtree(metrics, ignore_errors=True)
-        metrics.mkdir()
         out = open(path, "ab")
+        # Each command makes its own (empty) metrics directory, as in production.
         proc = subprocess.Popen(["sh", "-c", f"exec {command}"], cwd=ROOT,
-                                env={**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics), **env},
+                                env={**self.env, **env},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
         return proc, path
