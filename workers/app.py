@@ -43,6 +43,11 @@ def make_celery(s: settings_module.Settings) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_prefetch_multiplier=1,
+        # A pool process per core to drain, and one more for the periodic alert
+        # evaluation and history upkeep, which run for seconds on a busy fleet:
+        # with a process per core, an evaluation left one drain for 2 cores and
+        # ingest-to-queryable p99 went from 0.2 s to 2 s while it ran.
+        worker_concurrency=(os.cpu_count() or 1) + 1,
         beat_schedule={
             "drain-queue": {
                 "task": "workers.drain",
