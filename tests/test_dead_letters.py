@@ -62,6 +62,10 @@ def test_redrive_by_id_and_bad_ids(poisoned, client):
     [letter] = client.get("/v1/dead-letters", headers=OPERATOR).json["deadLetters"]
     bad = client.post("/v1/dead-letters/redrive", json={"ids": ["x"]}, headers=OPERATOR)
     assert bad.status_code == 422
+    huge = client.post("/v1/dead-letters/redrive", json={"ids": [2**63]}, headers=OPERATOR)
+    assert huge.status_code == 422  # beyond PostgreSQL's bigint: refused, not a 500
+    beyond = client.get("/v1/dead-letters", headers=OPERATOR, query_string={"after": str(2**63)})
+    assert beyond.status_code == 400
     ok = client.post("/v1/dead-letters/redrive", json={"ids": [letter["id"]]}, headers=OPERATOR)
     assert ok.json == {"redriven": 1}
 

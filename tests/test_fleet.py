@@ -163,7 +163,8 @@ def test_sorted_worst_efficiency_first_and_paged(fleet_data, client):
 
 
 @pytest.mark.parametrize("query", [{"sort": "colour"}, {"order": "up"}, {"limit": "0"},
-                                   {"limit": "x"}, {"offset": "-1"}, {"from": "yesterday"}])
+                                   {"limit": "x"}, {"offset": "-1"}, {"offset": str(2**63)},
+                                   {"from": "yesterday"}])
 def test_bad_fleet_query_is_400(client, query):
     response = client.get("/v1/analytics/fleet", headers=OPERATOR, query_string=query)
     assert response.status_code == 400

@@ -11,7 +11,7 @@ from web.auth import require
 from web.body import json_body
 from web.errors import ApiError
 from web.ingest import RETRY_AFTER_S
-from web.schemas import RedriveSchema, reading_of_row
+from web.schemas import BIGINT_MAX, RedriveSchema, reading_of_row
 from web.timestamps import format_rfc3339
 from workers.queue import QueueFull
 
@@ -31,7 +31,7 @@ def list_letters():
         limit = int(request.args.get("limit", PAGE))
     except ValueError:
         after = limit = -1
-    if after < 0 or not 1 <= limit <= MAX_PAGE:
+    if not 0 <= after <= BIGINT_MAX or not 1 <= limit <= MAX_PAGE:
         raise ApiError(400, f"`after` must be a whole number >= 0, `limit` one of 1 to {MAX_PAGE}.")
     rows = dead_letters.list_dead_letters(current_app.extensions["engine"], after, limit)
     return {

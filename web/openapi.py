@@ -232,7 +232,8 @@ def build_spec(settings: Settings) -> dict:
         "/v1/dead-letters": {"get": operation(
             "operator", "Readings the database refused, oldest first.", (200, "DeadLetters"), 400,
             texts={400: "`after` is not a whole number >= 0, or `limit` not 1 to 1000."},
-            parameters=[param("after", "query", {"type": "integer", "minimum": 0}),
+            parameters=[param("after", "query",
+                              {"type": "integer", "minimum": 0, "maximum": schemas.BIGINT_MAX}),
                         param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})])},
         "/v1/dead-letters/redrive": {"post": operation(
             "operator", "Queue dead letters again (the given ids, else the oldest 1000).",

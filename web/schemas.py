@@ -167,13 +167,19 @@ def kind_of(reading: Any) -> str:
     raise ValidationError({"_schema": ["Needs a meterId or a vehicleId."]})
 
 
+# Ids and OFFSET are bigint in PostgreSQL: a larger number would fail there (500).
+BIGINT_MAX = 2**63 - 1
+
+
 class RedriveSchema(Schema):
     """Body of POST /v1/dead-letters/redrive: which dead letters (default: the oldest)."""
 
     class Meta:
         unknown = RAISE
 
-    ids = fields.List(fields.Integer(strict=True), validate=validate.Length(min=1, max=10_000))
+    ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=-BIGINT_MAX - 1,
+                                                                          max=BIGINT_MAX)),
+                      validate=validate.Length(min=1, max=10_000))
 
 
 def reading_of_row(row: list) -> dict:
@@ -196,7 +202,7 @@ class FleetQuerySchema(Schema):
                          validate=validate.OneOf(["efficiency", "ac", "dc", "temperature", "vehicleId"]))
     order = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=BIGINT_MAX))
 
 
 BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
