@@ -61,7 +61,7 @@ _idle: dict = {}
 class Handler(PyWSGIHandler):
     """gevent's handler with the changes listed above."""
 
-    _held = None  # the status line and headers, waiting to go out with the body
+    _held = None  # while the headers are written: what to send with them
 
     def read_requestline(self):
         # Not a socket timeout: gevent arms a timer for each wait on a socket
@@ -93,24 +93,20 @@ class Handler(PyWSGIHandler):
 
     # gevent sends the headers, then the body: two sends and two segments for
     # the client to read, for responses of a few hundred bytes. These two
-    # methods make it one: the headers wait for the body's first write.
+    # methods make it one: while the headers are written, sends are collected.
     def _write_with_headers(self, data):
-        self._held = b""  # the next send is the headers: hold it
+        self._held = []
         try:
-            super()._write_with_headers(data)
+            super()._write_with_headers(data)  # the headers, then the first body chunk
         finally:
             held, self._held = self._held, None
-        if held:  # an empty body: nothing took the headers along
-            super()._sendall(held)
+        super()._sendall(b"".join(held))
 
     def _sendall(self, data):
-        if self._held == b"":
-            self._held = bytes(data)
-        elif self._held:
-            data, self._held = self._held + data, None
+        if self._held is None:
             super()._sendall(data)
         else:
-            super()._sendall(data)
+            self._held.append(data)
 
 
 def read_header_block(fp) -> bytes:
