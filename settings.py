@@ -8,6 +8,7 @@ than failing later on the first request that needs it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_clock_skew_s: int = 300
     max_backlog: int = 2_000_000
+    # Ingest also refuses readings while the backlog is more than the workers
+    # drain in this many seconds (0: off), so that what it accepts is visible
+    # within the contract's 5 s even when devices send faster than the workers
+    # store: the rest wait at the client (503, Retry-After), not in the queue.
+    max_backlog_s: float = 3.0
     retention_days: int | None = None
     # A drain transaction takes whichever comes first: this many readings, or
     # this long since its first reading arrived. The wait is most of the time
@@ -74,7 +80,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
+    """A number above 0 (or at least 0, with `zero`) from the environment."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -82,7 +89,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
+    if zero and not (value >= 0 and math.isfinite(value)):
+        raise SettingsError(f"{name} must be 0 or more, got {raw!r}")
+    if not zero and not value > 0:
         raise SettingsError(f"{name} must be above 0, got {raw!r}")
     return value
 
@@ -112,6 +121,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "MAX_BODY_BYTES", Settings.max_body_bytes),
         max_clock_skew_s=_int(env, "MAX_CLOCK_SKEW", Settings.max_clock_skew_s, 0),
         max_backlog=_int(env, "MAX_BACKLOG", Settings.max_backlog),
+        max_backlog_s=_float(env, "MAX_BACKLOG_SECONDS", Settings.max_backlog_s, zero=True),
         retention_days=_int(env, "RETENTION_DAYS", 0) if retention else None,
         batch_max_readings=_int(env, "BATCH_MAX_READINGS", Settings.batch_max_readings),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", Settings.batch_max_wait_ms, 0),

@@ -611,6 +611,8 @@ class Bench:
                 waited = wait_backlog_empty(self.redis, s.s3_drain_wait_s)
                 rows1 = history_count(conn) if waited is not None else None
                 run = {"drained_per_s": rate, "accepted_per_s": r["readings"] / r["seconds"],
+                       # 503s: the queue's limits (MAX_BACKLOG_SECONDS) turning the excess away
+                       "refused_requests": r["status_errors"],
                        "backlog_end": backlog_end, "backlog_max": max([b for _, b in samples],
                                                                       default=backlog_end),
                        "backlog_growth_per_s_2nd_half": round(growth),
@@ -629,7 +631,8 @@ class Bench:
                          f"; stored {rows1 - rows0:,} rows for {r['readings']:,} counted by wrk"
                          + (" (consistent)" if consistent else " (MISMATCH)"))
                 log(f"  run {i + 1}: drained {rate:,.0f} readings/s while accepting "
-                    f"{run['accepted_per_s']:,.0f}/s; backlog at end {backlog_end:,} "
+                    f"{run['accepted_per_s']:,.0f}/s ({r['status_errors']:,} requests refused "
+                    f"with 503); backlog at end {backlog_end:,} "
                     f"(max {run['backlog_max']:,}, 2nd-half growth {growth:,.0f}/s), "
                     f"emptied {run['seconds_to_empty_after']} s after{check}; CPU {r['cpu_pct']}")
         self.figures["s3_drained_per_s"] = round(median_of(runs, "drained_per_s"))

@@ -7,7 +7,7 @@ flight, the requests that arrive queue up behind it, and the next of them to
 run sends all their readings in one ReadingQueue.put: one atomic script, so the
 group is queued whole or not at all, and each request is answered only once its
 own readings are in Redis. A group is refused as a whole when the backlog is at
-its limit (so the backlog overshoots by at most one group), and a Redis error
+one of its limits (so the backlog overshoots by at most one group), and a Redis error
 fails every request of the group: each client gets its 503 and may retry.
 
 Works with threads and with gevent's patched locks alike.
@@ -42,7 +42,7 @@ class GroupCommit:
         # Held for the Redis call: who waits on it forms the next group.
         self._call_lock = threading.Lock()
 
-    def put(self, rows: list[list], max_backlog: int) -> int:
+    def put(self, rows: list[list], max_backlog: int, max_seconds: float = 0.0) -> int:
         """Queue all rows or none, like ReadingQueue.put; returns the backlog after."""
         request = _Request(rows)
         with self._pending_lock:
@@ -50,7 +50,7 @@ class GroupCommit:
         while not request.done:
             with self._call_lock:
                 if not request.done:
-                    self._send(self._take_group(), max_backlog)
+                    self._send(self._take_group(), max_backlog, max_seconds)
         if request.error is not None:
             raise request.error
         return request.backlog
@@ -71,12 +71,12 @@ class GroupCommit:
             group, self._pending = self._pending[:count], self._pending[count:]
         return group
 
-    def _send(self, group: list[_Request], max_backlog: int) -> None:
+    def _send(self, group: list[_Request], max_backlog: int, max_seconds: float) -> None:
         rows = [row for request in group for row in request.rows]
         try:
             if self._queue is None:
                 self._queue = self.connect()
-            backlog = self._queue.put(rows, max_backlog)
+            backlog = self._queue.put(rows, max_backlog, max_seconds)
         except Exception as exc:  # each request of the group reports it
             for request in group:
                 request.error = exc

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from flask import Blueprint, current_app
 
+from settings import Settings
 from web.auth import require
 from web.body import json_body
 from web.errors import ApiError
@@ -44,7 +45,7 @@ def ingest():
     if errors:
         READINGS_REJECTED.labels("invalid").inc(len(readings))
         raise ApiError(422, errors=errors if isinstance(body, list) else errors[0])
-    queue_rows(current_app.extensions["group_commit"], rows, settings.max_backlog)
+    queue_rows(current_app.extensions["group_commit"], rows, settings)
     return {"accepted": len(rows)}, 202
 
 
@@ -56,10 +57,10 @@ def readings_of(body: Any) -> list | None:
     return readings
 
 
-def queue_rows(group_commit: GroupCommit, rows: list[list], max_backlog: int) -> None:
+def queue_rows(group_commit: GroupCommit, rows: list[list], settings: Settings) -> None:
     """Queue validated rows, or ApiError 503 (with Retry-After) when the queue cannot take them."""
     try:
-        group_commit.put(rows, max_backlog)
+        group_commit.put(rows, settings.max_backlog, settings.max_backlog_s)
     except QueueFull:
         READINGS_REJECTED.labels("backlog_full").inc(len(rows))
         raise ApiError(503, "The queue is full; retry later.",

@@ -87,7 +87,7 @@ class IngestLane:
         if errors:
             raise Declined
         try:
-            queue_rows(self.group_commit, rows, self.settings.max_backlog)
+            queue_rows(self.group_commit, rows, self.settings)
         except ApiError as exc:
             return exc.status, exc.body, exc.headers
         return 202, {"accepted": len(rows)}, {}

@@ -8,6 +8,10 @@ stores them, and acknowledges (and deletes) them only after its transaction
 commits; entries left pending by a worker that died are claimed by another one
 once they have sat idle for `claim_idle_s`. Storing is idempotent, so an entry
 stored twice (its worker died between commit and acknowledgement) costs nothing.
+
+Acknowledgements also count the readings drained, from which the enqueue script
+measures the workers' rate: ingest can then refuse a backlog that would take them
+too long to store (MAX_BACKLOG_SECONDS), not only one too large (MAX_BACKLOG).
 """
 
 from __future__ import annotations
@@ -22,19 +26,47 @@ import redis
 GROUP = "drain"
 # Bounds a batch's overshoot: a read asks for just enough entries to fill it.
 ENTRY_READINGS = 100
+# A backlog this small is never refused for its drain time: a few batches'
+# worth, which any running worker takes in a second or two.
+DRAIN_TIME_FLOOR = 50_000
+# How often the workers' rate is measured (seconds): long enough to span many
+# batches, short enough to follow a change of load within a second.
+RATE_PROBE_S = 1.0
 
-# KEYS: stream, backlog counter. ARGV: readings, backlog limit, then one payload
+# KEYS: stream, backlog counter, drained counter, drain-rate probe. ARGV: readings,
+# backlog limit, seconds limit (0: none), floor, probe interval, then one payload
 # per entry. Returns the new backlog, or -1 when the queue is full.
+#
+# The probe keeps the drained counter's value and time of its last reading; at
+# least `probe interval` later the next call turns the difference into the
+# workers' rate. A backlog the workers would take over `seconds limit` to drain
+# at that rate is full, except below the floor (at low load the rate is the
+# load, not what the workers could do) or when nothing drains at all (workers
+# down or restarting: then the queue buffers, up to the backlog limit).
 ENQUEUE_LUA = """
 local queued = tonumber(redis.call('GET', KEYS[2]) or '0')
 if queued >= tonumber(ARGV[2]) then return -1 end
-for i = 3, #ARGV do
+local seconds = tonumber(ARGV[3])
+if seconds > 0 then
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+  local drained = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local probe = redis.call('HMGET', KEYS[4], 'at', 'drained', 'rate')
+  local rate = tonumber(probe[3] or '0')
+  if not probe[1] or now - tonumber(probe[1]) >= tonumber(ARGV[5]) then
+    if probe[1] then rate = (drained - tonumber(probe[2])) / (now - tonumber(probe[1])) end
+    redis.call('HSET', KEYS[4], 'at', tostring(now), 'drained', drained, 'rate', tostring(rate))
+  end
+  if rate > 0 and queued >= tonumber(ARGV[4]) and queued >= rate * seconds then return -1 end
+end
+for i = 6, #ARGV do
   redis.call('XADD', KEYS[1], '*', 'r', ARGV[i])
 end
 return redis.call('INCRBY', KEYS[2], ARGV[1])
 """
 
-# KEYS: stream, backlog counter. ARGV: group, then (entry id, readings) pairs.
+# KEYS: stream, backlog counter, drained counter. ARGV: group, then (entry id,
+# readings) pairs.
 # Only entries this call really acknowledges lower the backlog, so an entry
 # acknowledged twice (by its dead owner's successor, then by a late owner) counts once.
 ACK_LUA = """
@@ -45,7 +77,10 @@ for i = 2, #ARGV, 2 do
     done = done + tonumber(ARGV[i + 1])
   end
 end
-if done > 0 then redis.call('DECRBY', KEYS[2], done) end
+if done > 0 then
+  redis.call('DECRBY', KEYS[2], done)
+  redis.call('INCRBY', KEYS[3], done)
+end
 return done
 """
 
@@ -90,6 +125,8 @@ class ReadingQueue:
         self.redis = client
         self.stream = f"{prefix}:readings"
         self.backlog_key = f"{prefix}:backlog"
+        self.drained_key = f"{prefix}:drained"
+        self.rate_key = f"{prefix}:drain_rate"
         self._enqueue = client.register_script(ENQUEUE_LUA)
         self._ack = client.register_script(ACK_LUA)
 
@@ -107,11 +144,16 @@ class ReadingQueue:
 
     # -- the web's side -------------------------------------------------------
 
-    def put(self, rows: list[list], max_backlog: int) -> int:
-        """Queue all rows or none; returns the backlog. Raises QueueFull, redis errors."""
+    def put(self, rows: list[list], max_backlog: int, max_seconds: float = 0.0,
+            probe_s: float = RATE_PROBE_S) -> int:
+        """Queue all rows or none; returns the backlog. Raises QueueFull, redis errors.
+
+        Full means `max_backlog` readings queued, or, with `max_seconds`, more
+        than the workers drain in that long (see ENQUEUE_LUA)."""
         backlog = self._enqueue(
-            keys=[self.stream, self.backlog_key],
-            args=[len(rows), max_backlog, *entry_payloads(rows)],
+            keys=[self.stream, self.backlog_key, self.drained_key, self.rate_key],
+            args=[len(rows), max_backlog, max_seconds, DRAIN_TIME_FLOOR, probe_s,
+                  *entry_payloads(rows)],
         )
         if backlog < 0:
             raise QueueFull()
@@ -194,4 +236,4 @@ class ReadingQueue:
         args: list = [GROUP]
         for entry in entries:
             args += [entry.id, len(entry.rows)]
-        return self._ack(keys=[self.stream, self.backlog_key], args=args)
+        return self._ack(keys=[self.stream, self.backlog_key, self.drained_key], args=args)
