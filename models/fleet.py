@@ -2,8 +2,9 @@
 readings of the partial hours at the window's edges.
 
 A window [a, b) splits into whole UTC hours [ha, hb), read from the rollups (one
-row per device-hour), and the edges [a, ha) and [hb, b), read from history
-through its BRIN time index. AC is attributed through the meter links valid at
+row per device-hour) as far as they are rolled up (to hw, models/hours.py),
+and the rest, [a, ha) and [hw, b), read from history through its BRIN time
+index. AC is attributed through the meter links valid at
 each reading's time: a link's span [since, next since) clipped to the window
 takes its whole hours from the rollups and its partial hours from history.
 The sums equal those of raw history (tests/test_fleet.py proves it).
@@ -18,15 +19,16 @@ from sqlalchemy import Engine, text
 
 from models.analytics import ratio
 from models.db import read_connection
-from models.hours import ceil_hour_sql, window_params
+from models.hours import MARK, ceil_hour_sql, window_params
 
 PER_VEHICLE = f"""
-WITH spans AS (
+WITH {MARK}, spans AS (
     SELECT meter_id, vehicle_id, greatest(since, :a) AS s,
            least(lead(since) OVER (PARTITION BY meter_id ORDER BY since), :b) AS e
     FROM meter_links
 ), span_hours AS (
-    SELECT meter_id, vehicle_id, s, e, {ceil_hour_sql('s')} AS hs, date_trunc('hour', e, 'UTC') AS he
+    SELECT meter_id, vehicle_id, s, e, {ceil_hour_sql('s')} AS hs,
+           least(date_trunc('hour', e, 'UTC'), (SELECT until FROM mark)) AS he
     FROM spans WHERE s < e
 ), ac_parts AS (
     -- whole hours of each span
@@ -35,28 +37,30 @@ WITH spans AS (
       ON r.meter_id = sp.meter_id AND r.hour >= sp.hs AND r.hour < sp.he
      AND r.hour >= :ha AND r.hour < :hb
     UNION ALL
-    -- the window's edges
+    -- the window's edges, and its hours not rolled up yet
     SELECT sp.vehicle_id, m.kwh_consumed_ac, 1
     FROM meter_readings m JOIN span_hours sp
       ON m.meter_id = sp.meter_id AND m.ts >= sp.s AND m.ts < sp.e
-    WHERE (m.ts >= :a AND m.ts < :ha) OR (m.ts >= :hb AND m.ts < :b)
+    WHERE m.ts >= :a AND m.ts < :b
+      AND (m.ts < :ha OR m.ts >= (SELECT hw FROM mark))
     UNION ALL
     -- partial hours around links that start or end inside the window
     SELECT sp.vehicle_id, m.kwh_consumed_ac, 1
     FROM span_hours sp JOIN meter_readings m
       ON m.meter_id = sp.meter_id AND m.ts >= sp.s AND m.ts < sp.e
-     AND m.ts >= :ha AND m.ts < :hb AND (m.ts < sp.hs OR m.ts >= greatest(sp.he, sp.hs))
+     AND m.ts >= :ha AND m.ts < (SELECT hw FROM mark)
+     AND (m.ts < sp.hs OR m.ts >= greatest(sp.he, sp.hs))
     WHERE sp.s > :a OR sp.e < :b
 ), ac AS (
     SELECT vehicle_id, sum(kwh) AS kwh, sum(n) AS n FROM ac_parts GROUP BY vehicle_id
 ), dc_parts AS (
     SELECT vehicle_id, kwh_delivered_dc AS kwh, battery_temp_sum AS temp_sum,
            battery_temp_max AS temp_max, readings AS n
-    FROM vehicle_hourly WHERE hour >= :ha AND hour < :hb
+    FROM vehicle_hourly WHERE hour >= :ha AND hour < (SELECT hw FROM mark)
     UNION ALL
     SELECT vehicle_id, kwh_delivered_dc, battery_temp, battery_temp, 1
     FROM vehicle_readings
-    WHERE (ts >= :a AND ts < :ha) OR (ts >= :hb AND ts < :b)
+    WHERE ts >= :a AND ts < :b AND (ts < :ha OR ts >= (SELECT hw FROM mark))
 ), dc AS (
     SELECT vehicle_id, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
            sum(n) AS n

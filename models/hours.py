@@ -2,6 +2,9 @@
 
 A window [a, b) splits into the whole hours [ha, hb), answered by the rollups,
 and the partial hours at its edges, [a, ha) and [hb, b), answered by history.
+The rollups hold only the hours before their watermark (models/rollups.py), so
+they answer [ha, hw) and history [hw, b), where hw is the watermark clamped to
+[ha, hb].
 """
 
 from __future__ import annotations
@@ -9,6 +12,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 HOUR = timedelta(hours=1)
+
+
+# A CTE `mark` for queries with the window_params: the watermark (`until`) and hw.
+MARK = """mark AS (
+    SELECT rolled_up_until AS until,
+           greatest(CAST(:ha AS timestamptz), least(CAST(:hb AS timestamptz), rolled_up_until)) AS hw
+    FROM rollup_watermark)"""
 
 
 def ceil_hour_sql(x: str) -> str:

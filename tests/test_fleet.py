@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from models.analytics import VEHICLE_AC_READINGS, VEHICLE_DC_READINGS
 from models.rollups import rebuild
-from tests.conftest import INGEST, OPERATOR
+from tests.conftest import INGEST, OPERATOR, set_watermark
 from tests.readings import iso, meter, vehicle
 
 T0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -111,6 +111,7 @@ def assert_figures_equal(got: dict, raw: dict) -> None:
         assert got[key] == pytest.approx(raw[key], rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("watermark", [None, 0, 120], ids=["rolled-up", "none-rolled-up", "2h-rolled-up"])
 @pytest.mark.parametrize("start, end", [
     (0, 300),          # whole hours
     (17.5, 281),       # partial hours at both edges
@@ -119,7 +120,10 @@ def assert_figures_equal(got: dict, raw: dict) -> None:
     (120, 240),        # whole hours only, the relink inside the first
     (-600, 1000),      # wider than the data
 ])
-def test_fleet_and_performance_figures_equal_raw_history(fleet_data, client, engine, start, end):
+def test_fleet_and_performance_figures_equal_raw_history(fleet_data, client, engine, start, end,
+                                                         watermark):
+    if watermark is not None:  # hours from here on are read from history, not their rollups
+        set_watermark(engine, at(watermark))
     body = fleet(client, at(start), at(end), sort="vehicleId", limit=1000)
     by_vehicle = {v["vehicleId"]: v for v in body["vehicles"]}
     for vehicle_id in ("V-1", "V-2", "V-3", "V-4"):

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 settings = settings_module.load()
 
 MAINTENANCE_INTERVAL_S = 3600
+# An hour is rolled up within this long after it settles (models/rollups.py).
+ROLL_UP_INTERVAL_S = 60
 
 
 def make_celery(s: settings_module.Settings) -> Celery:
@@ -44,7 +46,7 @@ def make_celery(s: settings_module.Settings) -> Celery:
         task_send_sent_event=True,
         worker_prefetch_multiplier=1,
         # A pool process per core to drain, and one more for the periodic alert
-        # evaluation and history upkeep, which run for seconds on a busy fleet:
+        # evaluation, roll-ups and history upkeep, which run for seconds on a busy fleet:
         # with a process per core, an evaluation left one drain for 2 cores and
         # ingest-to-queryable p99 went from 0.2 s to 2 s while it ran.
         worker_concurrency=(os.cpu_count() or 1) + 1,
@@ -59,6 +61,11 @@ def make_celery(s: settings_module.Settings) -> Celery:
                 "task": "workers.evaluate_alerts",
                 "schedule": s.alert_interval_s,
                 "options": {"expires": s.alert_interval_s},
+            },
+            "roll-up-hours": {
+                "task": "workers.roll_up_hours",
+                "schedule": ROLL_UP_INTERVAL_S,
+                "options": {"expires": ROLL_UP_INTERVAL_S},
             },
             "maintain-history": {
                 "task": "workers.maintain_history",

@@ -6,6 +6,7 @@ import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from models.rollups import roll_up
 from workers.alerts import evaluate_alerts
 from workers.app import app, consumer_name, engine, queue, settings
 from workers.backoff import Backoff
@@ -42,6 +43,12 @@ def drain_queue() -> dict:
 def maintain_history_task() -> dict:
     """Make the coming days' history partitions; drop those past RETENTION_DAYS."""
     return maintain_history(engine(), settings, datetime.now(UTC).date())
+
+
+@app.task(name="workers.roll_up_hours")
+def roll_up_hours_task() -> dict:
+    """Roll up the hours that have closed into the hourly rollups."""
+    return {"hours": roll_up(engine(), datetime.now(UTC))}
 
 
 @app.task(name="workers.evaluate_alerts")
