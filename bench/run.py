@@ -463,9 +463,11 @@ class Bench:
         return f"http://127.0.0.1:{self.stack.port}"
 
     def ingest_wrk(self, prefix: str, per: int, duration: float, threads: int, conns: int,
-                   after=None) -> dict:
-        """wrk POSTing `per` readings a request; `after` is called the moment wrk ends."""
-        base = int(time.time()) - 600  # a step a second per device round: stays in the past
+                   after=None, stamped_from_s: int = 600) -> dict:
+        """wrk POSTing `per` readings a request, stamped from `stamped_from_s` ago
+        on (a second per round of devices: at full speed the stamps run ahead of
+        the clock); `after` is called the moment wrk ends."""
+        base = int(time.time()) - stamped_from_s
         self.cpu.start()
         result = run_wrk(["-s", "bench/wrk/ingest.lua", self.url(), "--", INGEST_TOKEN, prefix,
                           str(per), str(base)], duration, threads, conns)
@@ -599,7 +601,11 @@ class Bench:
 
                 sampler = threading.Thread(target=sample, args=(stop, samples), daemon=True)
                 sampler.start()
-                r = self.ingest_wrk(f"s3r{i}", 1000, s.s3_s, 2, 16, after=at_end)
+                # Current readings, as a live fleet sends: stamped 10 minutes back,
+                # a run in the first minutes of an hour would send only late
+                # readings of an hour already rolled up (README: rollups).
+                r = self.ingest_wrk(f"s3r{i}", 1000, s.s3_s, 2, 16, after=at_end,
+                                    stamped_from_s=60)
                 stop.set()
                 sampler.join()
                 backlog_end = end["backlog"]
@@ -768,6 +774,7 @@ class Bench:
         from models.analytics import PERFORMANCE, vehicle_performance
         from models.db import create_db_engine
         from models.hours import window_params
+        from models.rollups import rolled_up_until
 
         engine = create_db_engine(DATABASE_URL)
         rng = random.Random(7)
@@ -775,8 +782,9 @@ class Bench:
         planning, execution, hits, reads = [], [], [], []
         try:
             with engine.connect() as conn:
+                window = window_params(self.day_start, self.day_end, rolled_up_until(conn))
                 for vid in ids[:30]:
-                    params = {"vehicle_id": vid, **window_params(self.day_start, self.day_end)}
+                    params = {"vehicle_id": vid, **window}
                     plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
                                              + PERFORMANCE.text), params).scalar_one()[0]
                     planning.append(plan["Planning Time"])
@@ -785,7 +793,7 @@ class Bench:
                     reads.append(plan["Plan"].get("Shared Read Blocks", 0))
                 plan_text = "\n".join(r[0] for r in conn.execute(
                     text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + PERFORMANCE.text),
-                    {"vehicle_id": ids[0], **window_params(self.day_start, self.day_end)}))
+                    {"vehicle_id": ids[0], **window}))
             in_process = []
             for vid in ids:
                 t = time.perf_counter()

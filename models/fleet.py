@@ -19,16 +19,17 @@ from sqlalchemy import Engine, text
 
 from models.analytics import ratio
 from models.db import read_connection
-from models.hours import MARK, ceil_hour_sql, window_params
+from models.hours import ceil_hour_sql, window_params
+from models.rollups import rolled_up_until
 
 PER_VEHICLE = f"""
-WITH {MARK}, spans AS (
+WITH spans AS (
     SELECT meter_id, vehicle_id, greatest(since, :a) AS s,
            least(lead(since) OVER (PARTITION BY meter_id ORDER BY since), :b) AS e
     FROM meter_links
 ), span_hours AS (
     SELECT meter_id, vehicle_id, s, e, {ceil_hour_sql('s')} AS hs,
-           least(date_trunc('hour', e, 'UTC'), (SELECT until FROM mark)) AS he
+           least(date_trunc('hour', e, 'UTC'), :w) AS he
     FROM spans WHERE s < e
 ), ac_parts AS (
     -- whole hours of each span
@@ -41,14 +42,13 @@ WITH {MARK}, spans AS (
     SELECT sp.vehicle_id, m.kwh_consumed_ac, 1
     FROM meter_readings m JOIN span_hours sp
       ON m.meter_id = sp.meter_id AND m.ts >= sp.s AND m.ts < sp.e
-    WHERE m.ts >= :a AND m.ts < :b
-      AND (m.ts < :ha OR m.ts >= (SELECT hw FROM mark))
+    WHERE (m.ts >= :a AND m.ts < :ha) OR (m.ts >= :hw AND m.ts < :b)
     UNION ALL
     -- partial hours around links that start or end inside the window
     SELECT sp.vehicle_id, m.kwh_consumed_ac, 1
     FROM span_hours sp JOIN meter_readings m
       ON m.meter_id = sp.meter_id AND m.ts >= sp.s AND m.ts < sp.e
-     AND m.ts >= :ha AND m.ts < (SELECT hw FROM mark)
+     AND m.ts >= :ha AND m.ts < :hw
      AND (m.ts < sp.hs OR m.ts >= greatest(sp.he, sp.hs))
     WHERE sp.s > :a OR sp.e < :b
 ), ac AS (
@@ -56,11 +56,11 @@ WITH {MARK}, spans AS (
 ), dc_parts AS (
     SELECT vehicle_id, kwh_delivered_dc AS kwh, battery_temp_sum AS temp_sum,
            battery_temp_max AS temp_max, readings AS n
-    FROM vehicle_hourly WHERE hour >= :ha AND hour < (SELECT hw FROM mark)
+    FROM vehicle_hourly WHERE hour >= :ha AND hour < :hw
     UNION ALL
     SELECT vehicle_id, kwh_delivered_dc, battery_temp, battery_temp, 1
     FROM vehicle_readings
-    WHERE ts >= :a AND ts < :b AND (ts < :ha OR ts >= (SELECT hw FROM mark))
+    WHERE (ts >= :a AND ts < :ha) OR (ts >= :hw AND ts < :b)
 ), dc AS (
     SELECT vehicle_id, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
            sum(n) AS n
@@ -133,8 +133,8 @@ def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: 
     `a` and `b` must be in UTC (whole hours are UTC hours)."""
     direction = "DESC" if descending else "ASC"
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
-    params = {**window_params(a, b), "limit": limit, "offset": offset}
     with read_connection(engine) as conn:
+        params = {**window_params(a, b, rolled_up_until(conn)), "limit": limit, "offset": offset}
         rows = conn.execute(text(FLEET_PAGE.format(order=order)), params).all()
     t = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
@@ -145,5 +145,5 @@ def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: 
 def all_vehicles(engine: Engine, a: datetime, b: datetime) -> list[VehicleFigures]:
     """Every vehicle with readings or AC in [a, b) (for alert evaluation)."""
     with read_connection(engine) as conn:
-        rows = conn.execute(text(PER_VEHICLE), window_params(a, b)).all()
+        rows = conn.execute(text(PER_VEHICLE), window_params(a, b, rolled_up_until(conn))).all()
     return [VehicleFigures.of(row) for row in rows]

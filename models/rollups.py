@@ -122,6 +122,11 @@ WATERMARK = text("SELECT rolled_up_until FROM rollup_watermark")
 LOCK_WATERMARK = text("SELECT rolled_up_until FROM rollup_watermark FOR UPDATE")
 MOVE_WATERMARK = text("UPDATE rollup_watermark SET rolled_up_until = :until")
 
+def rolled_up_until(conn) -> datetime:
+    """The watermark: the hours before it are rolled up."""
+    return conn.execute(WATERMARK).scalar_one()
+
+
 HOUR = timedelta(hours=1)
 # An hour is rolled up this long after it ends: the readings of its last
 # minute are drained by then, and fewer take the late path.

@@ -110,8 +110,8 @@ STATUS_TEXT = {
     415: "Content-Type is missing or not application/json.",
     422: "The body is JSON but not valid; `errors` names each offending index and field, and why.",
     429: "Over this token's RATE_LIMIT.",
-    503: "The queue cannot take more (backlog over MAX_BACKLOG, or Redis down); send the same "
-         "body again later.",
+    503: "The queue cannot take more (backlog over MAX_BACKLOG, or more than the workers drain "
+         "in MAX_BACKLOG_SECONDS, or Redis down); send the same body again later.",
 }
 BAD_QUERY = "A query parameter is malformed or out of range, or `from` is not before `to`."
 UNKNOWN_VEHICLE = "The vehicle never sent a reading and has no meter linked."
