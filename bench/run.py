@@ -774,7 +774,6 @@ class Bench:
         from models.analytics import PERFORMANCE, vehicle_performance
         from models.db import create_db_engine
         from models.hours import window_params
-        from models.rollups import rolled_up_until
 
         engine = create_db_engine(DATABASE_URL)
         rng = random.Random(7)
@@ -782,7 +781,7 @@ class Bench:
         planning, execution, hits, reads = [], [], [], []
         try:
             with engine.connect() as conn:
-                window = window_params(self.day_start, self.day_end, rolled_up_until(conn))
+                window = window_params(self.day_start, self.day_end)
                 for vid in ids[:30]:
                     params = {"vehicle_id": vid, **window}
                     plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "

@@ -18,8 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, text
 
 from models.db import read_connection
-from models.hours import ceil_hour_sql, window_params
-from models.rollups import rolled_up_until
+from models.hours import MARK, ceil_hour_sql, window_params
 
 # The vehicle's AC readings in the window: those of every span [since, next since)
 # of a meter link to this vehicle, clipped to the window. The constant window
@@ -52,13 +51,13 @@ KNOWN_VEHICLE = """
 # link span, clipped to the window, splits the same way: whole hours [hs, he)
 # from meter_hourly, and [s, hs) and [he, e) from meter_readings, each an index
 # range. Whole hours of the window are [ha, hb) (models/hours.py). Only the
-# hours before the rollup watermark are rolled up (models/rollups.py): the
-# rollups serve [ha, hw) and history the rest.
+# hours before the rollup watermark w are rolled up (models/rollups.py): the
+# rollups serve [ha, hw) and history the rest (`mark`, models/hours.py).
 PERFORMANCE = text(
     f"""
-    WITH spans AS (
+    WITH {MARK}, spans AS (
         SELECT meter_id, s, e, {ceil_hour_sql('s')} AS hs,
-               least(date_trunc('hour', e, 'UTC'), :w) AS he
+               least(date_trunc('hour', e, 'UTC'), (SELECT w FROM mark)) AS he
         FROM (SELECT meter_id, vehicle_id, greatest(since, :a) AS s,
                      least(lead(since) OVER (PARTITION BY meter_id ORDER BY since), :b) AS e
               FROM meter_links
@@ -84,13 +83,14 @@ PERFORMANCE = text(
         SELECT coalesce(sum(kwh), 0) AS kwh, coalesce(sum(n), 0) AS n,
                sum(temp_sum) / nullif(sum(n), 0) AS temp FROM (
             SELECT kwh_delivered_dc AS kwh, readings AS n, battery_temp_sum AS temp_sum
-            FROM vehicle_hourly WHERE vehicle_id = :vehicle_id AND hour >= :ha AND hour < :hw
+            FROM vehicle_hourly
+            WHERE vehicle_id = :vehicle_id AND hour >= :ha AND hour < (SELECT hw FROM mark)
             UNION ALL
             SELECT kwh_delivered_dc, 1, battery_temp FROM vehicle_readings
             WHERE vehicle_id = :vehicle_id AND ts >= :a AND ts < :ha
             UNION ALL
             SELECT kwh_delivered_dc, 1, battery_temp FROM vehicle_readings
-            WHERE vehicle_id = :vehicle_id AND ts >= :hw AND ts < :b
+            WHERE vehicle_id = :vehicle_id AND ts >= (SELECT hw FROM mark) AND ts >= :ha AND ts < :b
         ) parts
     )
     SELECT ac.kwh, ac.n, dc.kwh, dc.n, dc.temp, {KNOWN_VEHICLE}
@@ -151,9 +151,8 @@ def vehicle_performance(
     engine: Engine, vehicle_id: str, from_ts: datetime, to_ts: datetime
 ) -> Performance | None:
     """Energy totals of the window [from_ts, to_ts); None for an unknown vehicle."""
+    params = {"vehicle_id": vehicle_id, **window_params(from_ts.astimezone(UTC), to_ts.astimezone(UTC))}
     with read_connection(engine) as conn:
-        params = {"vehicle_id": vehicle_id, **window_params(
-            from_ts.astimezone(UTC), to_ts.astimezone(UTC), rolled_up_until(conn))}
         ac, ac_n, dc, dc_n, temp, known = conn.execute(PERFORMANCE, params).one()
     if not known:
         return None

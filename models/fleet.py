@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 
 from models.analytics import ratio
 from models.db import read_connection
-from models.hours import ceil_hour_sql, window_params
+from models.hours import ceil_hour_sql, rolled_up_params, window_params
 from models.rollups import rolled_up_until
 
 PER_VEHICLE = f"""
@@ -134,7 +134,8 @@ def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: 
     direction = "DESC" if descending else "ASC"
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
     with read_connection(engine) as conn:
-        params = {**window_params(a, b, rolled_up_until(conn)), "limit": limit, "offset": offset}
+        params = {**rolled_up_params(window_params(a, b), rolled_up_until(conn)),
+                  "limit": limit, "offset": offset}
         rows = conn.execute(text(FLEET_PAGE.format(order=order)), params).all()
     t = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
@@ -145,5 +146,6 @@ def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: 
 def all_vehicles(engine: Engine, a: datetime, b: datetime) -> list[VehicleFigures]:
     """Every vehicle with readings or AC in [a, b) (for alert evaluation)."""
     with read_connection(engine) as conn:
-        rows = conn.execute(text(PER_VEHICLE), window_params(a, b, rolled_up_until(conn))).all()
+        params = rolled_up_params(window_params(a, b), rolled_up_until(conn))
+        rows = conn.execute(text(PER_VEHICLE), params).all()
     return [VehicleFigures.of(row) for row in rows]

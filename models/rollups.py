@@ -122,6 +122,7 @@ WATERMARK = text("SELECT rolled_up_until FROM rollup_watermark")
 LOCK_WATERMARK = text("SELECT rolled_up_until FROM rollup_watermark FOR UPDATE")
 MOVE_WATERMARK = text("UPDATE rollup_watermark SET rolled_up_until = :until")
 
+
 def rolled_up_until(conn) -> datetime:
     """The watermark: the hours before it are rolled up."""
     return conn.execute(WATERMARK).scalar_one()
@@ -149,7 +150,7 @@ def roll_up(engine: Engine, now: datetime, max_hours: int = 24) -> int:
     done = 0
     while done < max_hours:
         with engine.connect() as conn:  # a look without the lock, which would stop the drains
-            if conn.execute(WATERMARK).scalar_one() + HOUR > now - SETTLE:
+            if rolled_up_until(conn) + HOUR > now - SETTLE:
                 break
         with engine.begin() as conn:
             start = conn.execute(LOCK_WATERMARK).scalar_one()

@@ -183,7 +183,7 @@ def test_query_uses_indexes_not_sequential_scans(client, drain_all, engine):
         compiled = PERFORMANCE.compile(engine)
         plan = conn.exec_driver_sql(
             "EXPLAIN " + str(compiled),
-            {"vehicle_id": "V-3", **window_params(at(10), at(50), rolled_up_until=at(50))},
+            {"vehicle_id": "V-3", **window_params(at(10), at(50))},
         ).scalars().all()
     plan_text = "\n".join(plan)
     for table in ("meter_readings", "vehicle_readings"):
