@@ -58,7 +58,7 @@ class RollupWatermark(Base):
     rolled_up_until: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True))
 
 
-# How a device-hour is rolled up, stated once for the drain and for rebuild.
+# How a device-hour is rolled up, stated once for the drain, roll_up and rebuild.
 METER_INSERT = """
     INSERT INTO meter_hourly AS h (meter_id, hour, kwh_consumed_ac, readings)
     SELECT meter_id, date_trunc('hour', ts, 'UTC'), sum(kwh_consumed_ac), count(*)
@@ -89,15 +89,8 @@ VEHICLE_ROLLUP_CTE = VEHICLE_INSERT + """
             readings = h.readings + excluded.readings
 """
 
-REBUILD = [
-    text("DELETE FROM meter_hourly WHERE hour >= :start AND hour < :end"),
-    text("DELETE FROM vehicle_hourly WHERE hour >= :start AND hour < :end"),
-    text(METER_INSERT + "FROM meter_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2"),
-    text(VEHICLE_INSERT + "FROM vehicle_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2"),
-]
-
-# roll_up's: an hour after the watermark has no rollups unless a rebuild or the
-# drain before migration 0007 made them, from the same history: overwritten.
+# Recomputing an hour from history. Rows already there (from a rebuild, or the
+# drain before migration 0007) came from the same history: overwritten.
 ROLL_UP = [
     text(METER_INSERT + """FROM meter_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2
          ON CONFLICT (meter_id, hour) DO UPDATE
@@ -107,6 +100,14 @@ ROLL_UP = [
              SET kwh_delivered_dc = excluded.kwh_delivered_dc,
                  battery_temp_sum = excluded.battery_temp_sum,
                  battery_temp_max = excluded.battery_temp_max, readings = excluded.readings"""),
+]
+
+# A rebuild also drops rows of device-hours that history no longer holds. The
+# roll-up need not: history is append-only, and a later hour has no such rows.
+REBUILD = [
+    text("DELETE FROM meter_hourly WHERE hour >= :start AND hour < :end"),
+    text("DELETE FROM vehicle_hourly WHERE hour >= :start AND hour < :end"),
+    *ROLL_UP,
 ]
 
 HOUR_BOUNDS = text(

@@ -4,68 +4,21 @@ drain, and a drain and a roll-up never miss each other's readings."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 
-from models.rollups import roll_up
+from models.rollups import roll_up, rolled_up_until
 from tests.conftest import INGEST, OPERATOR, set_watermark, wait_for
 from tests.readings import meter, vehicle
+from tests.test_fleet import assert_rollups_equal_raw_sums, at, performance, rollup_rows
 from workers.drain import ensure_partitions, store_rows
 
-T0 = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-ROLLUPS = ("meter_hourly", "vehicle_hourly")
 
-
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
-BEFORE_WATERMARK = "< (SELECT rolled_up_until FROM rollup_watermark)"
-
-
-def rollup_sums(engine) -> dict[str, list]:
-    """The rollups of the hours before the watermark (later ones are not read)."""
+def rolled_up_until_now(engine) -> datetime:
     with engine.connect() as conn:
-        return {table: conn.execute(text(
-            f"SELECT * FROM {table} WHERE hour {BEFORE_WATERMARK} ORDER BY 1, 2")).all()
-            for table in ROLLUPS}
-
-
-RAW_SUMS = {
-    "meter_hourly": f"""
-        SELECT meter_id, date_trunc('hour', ts, 'UTC'), sum(kwh_consumed_ac), count(*)
-        FROM meter_readings WHERE ts {BEFORE_WATERMARK} GROUP BY 1, 2 ORDER BY 1, 2""",
-    "vehicle_hourly": f"""
-        SELECT vehicle_id, date_trunc('hour', ts, 'UTC'), sum(kwh_delivered_dc), sum(battery_temp),
-               max(battery_temp), count(*)
-        FROM vehicle_readings WHERE ts {BEFORE_WATERMARK} GROUP BY 1, 2 ORDER BY 1, 2""",
-}
-
-
-def assert_rollups_equal_raw_sums(engine) -> None:
-    """The rollups before the watermark are exactly what history sums to."""
-    rolled = rollup_sums(engine)
-    with engine.connect() as conn:
-        for table, raw_sql in RAW_SUMS.items():
-            raw = conn.execute(text(raw_sql)).all()
-            assert len(rolled[table]) == len(raw), table
-            for got, want in zip(rolled[table], raw, strict=True):
-                assert got[:2] == want[:2]
-                assert got[2:] == pytest.approx(want[2:], rel=1e-12)
-
-
-def watermark(engine) -> datetime:
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT rolled_up_until FROM rollup_watermark")).scalar_one()
-
-
-def performance(client, vehicle_id: str) -> dict:
-    response = client.get(f"/v1/analytics/performance/{vehicle_id}", headers=OPERATOR,
-                          query_string={"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})
-    assert response.status_code == 200, response.json
-    return response.json
+        return rolled_up_until(conn)
 
 
 @pytest.fixture
@@ -85,18 +38,18 @@ def test_hours_are_rolled_up_once_closed(unrolled_hours, client, engine):
     with engine.connect() as conn:  # the drain left them to the roll-up
         assert conn.execute(text("SELECT count(*) FROM meter_hourly")).scalar_one() == 0
         assert conn.execute(text("SELECT count(*) FROM vehicle_hourly")).scalar_one() == 0
-    before = performance(client, "V-1")
+    before = performance(client, "V-1", at(0), at(300))
     assert before["readings"] == {"meter": 90, "vehicle": 90}
 
     now = at(179)  # hours 0 and 1 have closed; hour 2 has not
     assert roll_up(engine, now) == 2
-    assert watermark(engine) == at(120)
+    assert rolled_up_until_now(engine) == at(120)
     assert roll_up(engine, now) == 0
     assert roll_up(engine, datetime.now(UTC), max_hours=1) == 1  # at most as many as asked
 
-    assert len(rollup_sums(engine)["meter_hourly"]) == 3
+    assert len(rollup_rows(engine, "meter_hourly")) == 3
     assert_rollups_equal_raw_sums(engine)
-    after = performance(client, "V-1")
+    after = performance(client, "V-1", at(0), at(300))
     assert after["readings"] == before["readings"]
     for key in ("acConsumedKwh", "dcDeliveredKwh"):
         assert after["totalEnergy"][key] == pytest.approx(before["totalEnergy"][key], rel=1e-12)
@@ -110,13 +63,13 @@ def test_an_hour_is_rolled_up_only_once_settled(unrolled_hours, engine):
 def test_late_reading_of_a_rolled_up_hour_is_added_by_the_drain(unrolled_hours, client, engine,
                                                                 drain_all):
     roll_up(engine, at(179))
-    before = performance(client, "V-1")
+    before = performance(client, "V-1", at(0), at(300))
     late = [meter("M-1", ac=5, at=at(31)), vehicle("V-1", dc=4, temp=70, at=at(31)),
             vehicle("V-1", dc=3, at=at(131))]  # one after the watermark: history only
     assert client.post("/v1/ingest", json=late, headers=INGEST).status_code == 202
     drain_all()
     assert_rollups_equal_raw_sums(engine)
-    after = performance(client, "V-1")
+    after = performance(client, "V-1", at(0), at(300))
     assert after["readings"] == {"meter": 91, "vehicle": 92}
     assert after["totalEnergy"]["dcDeliveredKwh"] == pytest.approx(
         before["totalEnergy"]["dcDeliveredKwh"] + 7, rel=1e-12)
@@ -150,5 +103,5 @@ def test_a_drain_waits_for_a_roll_up_in_progress(engine):
         roll.close()
         drainer.join(10)
     assert stored[0].stored == 1
-    assert [row[-1] for row in rollup_sums(engine)["vehicle_hourly"]] == [1]  # its reading counted
+    assert [row[-1] for row in rollup_rows(engine, "vehicle_hourly")] == [1]  # its reading counted
     assert_rollups_equal_raw_sums(engine)
