@@ -12,6 +12,7 @@ import os
 import platform
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import redis
@@ -20,6 +21,9 @@ from bench.config import REDIS_URL
 from bench.cpu import QUIET_PCT, foreign
 from bench.scenario import Figure, Scenario
 from bench.services import admin_conninfo
+
+if TYPE_CHECKING:
+    from bench.runner import Bench
 
 
 def targets(scenarios: list[type[Scenario]]) -> dict[str, tuple[str, object]]:
@@ -125,7 +129,7 @@ def machine_info(wrk_version: str) -> dict:
     }
 
 
-def write_results(path: Path, args: argparse.Namespace, bench, scenarios: list[type[Scenario]],
+def write_results(path: Path, args: argparse.Namespace, bench: Bench, scenarios: list[type[Scenario]],
                   rows: list[dict], started: datetime, machine: dict, failed: str | None) -> None:
     """bench/results.json: the figures, per-run values, targets, setup and machine."""
     results = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 from bench import backfill
 from bench.backfill import Day
@@ -128,7 +129,7 @@ class Bench:
                 said = True
 
     def ingest_wrk(self, prefix: str, per: int, duration: float, threads: int, conns: int,
-                   after=None, stamped_from_s: int = 600) -> dict:
+                   after: Callable[[dict], None] | None = None, stamped_from_s: int = 600) -> dict:
         """wrk POSTing `per` readings a request, stamped from `stamped_from_s` ago
         on (a second per round of devices: at full speed the stamps run ahead of
         the clock); `after` is called the moment wrk ends. Adds the CPU use by

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.config import (
@@ -63,17 +64,18 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def spawn(self, name: str, command: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """Start `command` (a shell command line) in a process group of its own,
-        its output in bench/logs/NAME.log; stop() stops it."""
+        """Start another process a scenario needs (`command`: a shell command line),
+        with the stack's environment plus `env`; stop() stops it with the rest."""
+        self.others[name] = proc = self._start(name, command, env or {})
+        return proc
+
+    def _start(self, name: str, command: str, env: dict[str, str]) -> subprocess.Popen:
+        """`command` in a process group of its own, its output in bench/logs/NAME.log."""
         LOGS.mkdir(exist_ok=True)
         with open(LOGS / f"{name}.log", "ab") as out:
             # Each command makes its own (empty) metrics directory, as in production.
-            proc = subprocess.Popen(["sh", "-c", f"exec {command}"], cwd=ROOT,
-                                    env={**self.env, **(env or {})},
+            return subprocess.Popen(["sh", "-c", f"exec {command}"], cwd=ROOT, env={**self.env, **env},
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        if name not in ("web", "worker"):
-            self.others[name] = proc
-        return proc
 
     def process_groups(self) -> dict[int, str]:
         """The name of each process group of the stack, by its id."""
@@ -92,7 +94,7 @@ class Stack:
 
     def start_web(self) -> None:
         """Start gunicorn; return once /readyz answers 200."""
-        self.web = self.spawn("web", procfile_command("web"))
+        self.web = self._start("web", procfile_command("web"), {})
         wait_ready(self.web, "web", self._web_ready, "web not ready")
         log(f"web up on port {self.port}: `{procfile_command('web')}`, "
             f"{len(children(self.web.pid))} worker processes")
@@ -108,7 +110,7 @@ class Stack:
         command = procfile_command("worker") + f" --hostname bench-{os.getpid()}@%h"
         if self.worker_concurrency:
             command += f" --concurrency {self.worker_concurrency}"
-        self.worker = self.spawn("worker", command, {"WORKER_METRICS_PORT": str(spare_port())})
+        self.worker = self._start("worker", command, {"WORKER_METRICS_PORT": str(spare_port())})
         wait_ready(self.worker, "worker", lambda: draining(queue),
                    "the worker did not start draining")
         log(f"worker up: `{command}`, {len(children(self.worker.pid))} child processes "
@@ -128,7 +130,7 @@ class Stack:
         self.web = None
 
 
-def wait_ready(proc: subprocess.Popen, name: str, ready, late: str) -> None:
+def wait_ready(proc: subprocess.Popen, name: str, ready: Callable[[], bool], late: str) -> None:
     """Poll ready() until it holds; raise if the process exits or READY_WAIT_S pass."""
     deadline = time.monotonic() + READY_WAIT_S
     while not ready():
