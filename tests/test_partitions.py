@@ -17,7 +17,8 @@ from tests.readings import iso, meter, vehicle
 from workers import drain as drain_module
 from workers.maintenance import maintain_history
 
-TODAY = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+# Noon yesterday: noon today lies in the future (refused at ingest) before 12:00 UTC.
+TODAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 def days_ago(n: float) -> datetime:
