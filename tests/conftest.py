@@ -269,7 +269,7 @@ def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"],
+            [sys.executable, "-m", "gunicorn", "--config", "web/server/gunicorn_conf.py", "web:create_app()"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

@@ -2,7 +2,7 @@
 
 Owns: how our custom marshmallow fields map to OpenAPI types, the small schemas of
 response bodies, and every path's parameters, security and status codes. Request
-bodies and query schemas come from web/schemas.py itself, so the document cannot
+bodies and query schemas come from readings/schemas.py itself, so the document cannot
 drift from what the API validates. ../shared/CONTRACT.md is the authority; this
 describes it. The document is built once, when the app is created.
 """
@@ -16,13 +16,13 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app
 from marshmallow import Schema, fields, validate
 
+from readings import schemas
+from readings.schemas import DeviceId, JsonNumber, Timestamp
 from settings import Settings
-from web import schemas
-from web.schemas import DeviceId, JsonNumber, Timestamp
 
 bp = Blueprint("openapi", __name__)
 
-# web/schemas.py anchors with Python's \A...\Z; JSON Schema patterns are ECMA 262.
+# readings/schemas.py anchors with Python's \A...\Z; JSON Schema patterns are ECMA 262.
 DEVICE_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$", "minLength": 1, "maxLength": 64}
 UP = validate.OneOf(["ok", "unavailable"])
 

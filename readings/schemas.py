@@ -12,8 +12,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
-from web.fastpath import compile_schema
-from web.timestamps import format_rfc3339, parse_rfc3339
+from readings.timestamps import format_rfc3339, parse_rfc3339
+from readings.validator import compile_schema
 
 ID_PATTERN = r"\A[A-Za-z0-9._:-]{1,64}\Z"
 # A terawatt-hour in one reading is no device's; the bound keeps sums of any

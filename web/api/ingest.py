@@ -1,7 +1,7 @@
 """POST /v1/ingest: validate readings and queue them; 202 once they are in Redis.
 
 The common case (an ingest token, a valid body, a queue that takes it) is
-served by web/ingest_lane.py without Flask's request machinery; this view
+served by web/server/wsgi_ingest.py without Flask's request machinery; this view
 serves the rest, and every error answer comes from here.
 """
 
@@ -15,10 +15,10 @@ from flask import Blueprint, current_app
 
 from settings import Settings
 from web.auth import require
-from web.body import json_body
 from web.errors import ApiError
-from web.group_commit import GroupCommit
 from web.observability import READINGS_ACCEPTED, READINGS_REJECTED
+from web.server.body import json_body
+from web.server.group_commit import GroupCommit
 from workers.queue import QueueFull
 
 log = logging.getLogger(__name__)

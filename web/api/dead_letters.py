@@ -7,12 +7,12 @@ from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
 
 from models import dead_letters
+from readings.schemas import BIGINT_MAX, RedriveSchema, reading_of_row
+from readings.timestamps import format_rfc3339
+from web.api.ingest import RETRY_AFTER_S
 from web.auth import require
-from web.body import json_body
 from web.errors import ApiError
-from web.ingest import RETRY_AFTER_S
-from web.schemas import BIGINT_MAX, RedriveSchema, reading_of_row
-from web.timestamps import format_rfc3339
+from web.server.body import json_body
 from workers.queue import QueueFull
 
 bp = Blueprint("dead_letters", __name__)

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from web.fastpath import UnsupportedField, compile_schema
-from web.schemas import MeterReadingSchema, VehicleReadingSchema
+from readings.schemas import MeterReadingSchema, VehicleReadingSchema
+from readings.validator import UnsupportedField, compile_schema
 
 NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**400, 10**400),

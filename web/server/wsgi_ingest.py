@@ -27,11 +27,11 @@ from typing import Any
 
 from flask import Flask
 
+from web.api.ingest import queue_rows, readings_of
 from web.auth import matches, token_of
-from web.body import parse_json_any_depth
 from web.errors import ApiError
-from web.ingest import queue_rows, readings_of
 from web.observability import record_request, request_id
+from web.server.body import parse_json_any_depth
 
 log = logging.getLogger(__name__)
 

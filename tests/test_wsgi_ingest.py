@@ -12,8 +12,8 @@ import redis
 
 from tests.conftest import INGEST, OPERATOR, wait_for
 from tests.readings import meter, vehicle
-from web.group_commit import GroupCommit
-from web.ingest_lane import IngestLane
+from web.server.group_commit import GroupCommit
+from web.server.wsgi_ingest import IngestLane
 from workers.queue import ReadingQueue
 
 

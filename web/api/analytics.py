@@ -8,10 +8,10 @@ from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
 
 from models.analytics import vehicle_known, vehicle_performance, vehicle_series
+from readings.schemas import BUCKETS, SeriesQuerySchema
+from readings.timestamps import format_rfc3339, parse_rfc3339
 from web.auth import require
 from web.errors import ApiError
-from web.schemas import BUCKETS, SeriesQuerySchema
-from web.timestamps import format_rfc3339, parse_rfc3339
 
 bp = Blueprint("analytics", __name__)
 bp.before_request(require("operator"))

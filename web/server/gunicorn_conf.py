@@ -35,7 +35,7 @@ worker_tmp_dir = IN_MEMORY
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # gevent: each process serves thousands of connections, kept alive between
-# requests, and lets web/group_commit.py gather the readings of many requests
+# requests, and lets web/server/group_commit.py gather the readings of many requests
 # into one Redis call. gevent's own HTTP server (gevent_pywsgi) parses requests
 # in less CPU than gunicorn's: on 2 cores, /healthz went from 2,600 req/s
 # (gthread, 3 processes x 4 threads) to 4,400. PostgreSQL (psycopg 3.1.14 and

@@ -2,11 +2,11 @@
 
 Marshmallow spends about 40 µs per reading on its machinery; a 1,000-reading
 request would spend 40 ms validating. The rules stay where they are (the
-schemas in web/schemas.py): this module reads each field's type, `required`,
+schemas in readings/schemas.py): this module reads each field's type, `required`,
 and validators once, and builds a plain function that accepts a reading only
 when marshmallow would, returning the same values. Anything it is not sure of
 it hands back as None, and the caller runs marshmallow, which then either
-accepts too or produces the error messages. tests/test_fastpath.py checks the
+accepts too or produces the error messages. tests/test_validator.py checks the
 two agree on generated payloads.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from web.timestamps import parse_rfc3339
+from readings.timestamps import parse_rfc3339
 
 Check = Callable[[Any], tuple[bool, Any]]
 
@@ -87,7 +87,7 @@ def _timestamp(field: fields.Field) -> Check:
 
 
 def _checker(field: fields.Field) -> Check:
-    from web.schemas import Timestamp  # the schemas module imports this one
+    from readings.schemas import Timestamp  # the schemas module imports this one
 
     if field.allow_none:
         raise UnsupportedField(f"allow_none on {field!r}")
