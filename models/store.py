@@ -18,11 +18,11 @@ parsing text instants cost PostgreSQL a fifth of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import Connection
 
 from models.rollups import METER_ROLLUP_CTE, VEHICLE_ROLLUP_CTE, WATERMARK_FOR_DRAIN
+from readings.rows import instant
 
 STORE_METERS = (
     """
@@ -78,6 +78,7 @@ STORE_VEHICLES = (
     """
 )
 
+# The statements' parameters, in the order of a queue row's fields (readings/rows.py).
 METER_COLUMNS = ("device", "ts", "ac", "voltage")
 VEHICLE_COLUMNS = ("device", "ts", "soc", "dc", "temp")
 
@@ -92,9 +93,13 @@ class Columns:
     def __post_init__(self) -> None:
         self.values = [[] for _ in self.names]
 
-    def append(self, row: list) -> None:
-        for column, value in zip(self.values, row, strict=True):
-            column.append(value)
+    @classmethod
+    def of(cls, names: tuple[str, ...], rows: list[list]) -> Columns:
+        """The columns of rows that each hold one value per name, in order."""
+        columns = cls(names)
+        if rows:
+            columns.values = [list(column) for column in zip(*rows, strict=True)]
+        return columns
 
     def __len__(self) -> int:
         return len(self.values[0])
@@ -137,11 +142,3 @@ def store_batch(conn: Connection, meters: Columns, vehicles: Columns) -> StoreRe
             result.stored += stored
             result.live_updated += live
     return result
-
-
-def instant(value: str) -> datetime:
-    """A queue row's timestamp (the web writes RFC 3339 in UTC) as an aware datetime."""
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("a timestamp without a time zone")
-    return parsed

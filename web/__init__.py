@@ -9,7 +9,7 @@ from flask import Flask
 import settings as settings_module
 from logconfig import configure_logging
 from models.db import create_db_engine
-from readings.schemas import ReadingValidator
+from readings.validator import ReadingValidator
 from web import errors, openapi
 from web.api import alerts, analytics, dead_letters, fleet, health, ingest, live, meters
 from web.observability import init_observability

@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app
 from marshmallow import Schema, fields, validate
 
 from readings import schemas
-from readings.schemas import DeviceId, JsonNumber, Timestamp
+from readings.fields import DeviceId, JsonNumber, Timestamp
 from settings import Settings
 
 bp = Blueprint("openapi", __name__)

@@ -8,11 +8,12 @@ serves the rest, and every error answer comes from here.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 from flask import Blueprint, current_app
 
+from readings.rows import METER
+from readings.validator import readings_of
 from settings import Settings
 from web.auth import require
 from web.errors import ApiError
@@ -49,14 +50,6 @@ def ingest():
     return {"accepted": len(rows)}, 202
 
 
-def readings_of(body: Any) -> list | None:
-    """The readings of a body that is one reading or a non-empty array of them; else None."""
-    readings = body if isinstance(body, list) else [body]
-    if not isinstance(body, (list, dict)) or not readings:
-        return None
-    return readings
-
-
 def queue_rows(group_commit: GroupCommit, rows: list[list], settings: Settings) -> None:
     """Queue validated rows, or ApiError 503 (with Retry-After) when the queue cannot take them."""
     try:
@@ -70,7 +63,7 @@ def queue_rows(group_commit: GroupCommit, rows: list[list], settings: Settings) 
         READINGS_REJECTED.labels("queue_unavailable").inc(len(rows))
         raise ApiError(503, "The queue is unavailable; retry later.",
                        headers={"Retry-After": RETRY_AFTER_S}) from None
-    meters = sum(1 for row in rows if row[0] == "m")
+    meters = sum(1 for row in rows if row[0] == METER)
     # Each inc is a locked write to a shared file: skip the zeros.
     if meters:
         METERS_ACCEPTED.inc(meters)

@@ -8,7 +8,8 @@ from flask import Blueprint, current_app
 from marshmallow import ValidationError
 
 from models.links import list_links, put_link
-from readings.schemas import DeviceId, LinkSchema
+from readings.fields import DeviceId
+from readings.schemas import LinkSchema
 from readings.timestamps import format_rfc3339
 from web.auth import require
 from web.errors import ApiError

@@ -27,7 +27,8 @@ from typing import Any
 
 from flask import Flask
 
-from web.api.ingest import queue_rows, readings_of
+from readings.validator import readings_of
+from web.api.ingest import queue_rows
 from web.auth import matches, token_of
 from web.errors import ApiError
 from web.observability import record_request, request_id
