@@ -7,7 +7,7 @@ from flask import Blueprint, current_app
 from models.alerts import list_alerts
 from readings.schemas import AlertsQuerySchema
 from readings.timestamps import format_rfc3339
-from web.api.analytics import query
+from web.api.params import query
 from web.auth import require
 
 bp = Blueprint("alerts", __name__)

@@ -10,7 +10,7 @@ from models import dead_letters
 from readings.rows import reading_of
 from readings.schemas import BIGINT_MAX, RedriveSchema
 from readings.timestamps import format_rfc3339
-from web.api.ingest import RETRY_AFTER_S
+from web.api.params import RETRY_AFTER_S
 from web.auth import require
 from web.errors import ApiError
 from web.server.body import json_body

@@ -8,7 +8,7 @@ from models.analytics import ratio
 from models.fleet import fleet_page
 from readings.schemas import FleetQuerySchema
 from readings.timestamps import format_rfc3339
-from web.api.analytics import query, window
+from web.api.params import query, window
 from web.auth import require
 
 bp = Blueprint("fleet", __name__)

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app
 from readings.rows import METER
 from readings.validator import readings_of
 from settings import Settings
+from web.api.params import RETRY_AFTER_S
 from web.auth import require
 from web.errors import ApiError
 from web.observability import READINGS_ACCEPTED, READINGS_REJECTED
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
 bp.before_request(require("ingest"))
 
-RETRY_AFTER_S = "5"
 METERS_ACCEPTED = READINGS_ACCEPTED.labels("meter")
 VEHICLES_ACCEPTED = READINGS_ACCEPTED.labels("vehicle")
 
