@@ -2,7 +2,7 @@
 
 The API validates with them, and the OpenAPI document (web/openapi.py) is built
 from them. Readings are validated through readings/validator.py, which adds
-the time limits and a compiled fast path.
+the time limits and compiled acceptors.
 """
 
 from __future__ import annotations

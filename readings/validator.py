@@ -1,4 +1,4 @@
-"""Validating readings: the schemas' rules, the time limits, and a compiled fast path.
+"""Validating readings: the schemas' rules, the time limits, and compiled acceptors.
 
 ReadingValidator turns readings (one request's, or one MQTT message's) into
 queue rows (readings/rows.py) and errors by index. The rules stay where they
@@ -160,7 +160,7 @@ class ReadingValidator:
     def row(self, reading: Any, now: datetime) -> list:
         """The queue row of one reading; ValidationError if it is not valid."""
         kind = kind_of(reading)
-        # Marshmallow only for what the compiled path is unsure of (errors, mostly).
+        # Marshmallow only for what the compiled acceptor is unsure of (errors, mostly).
         data = self.fast[kind](reading) or self.schemas[kind].load(reading)
         self.check_time(data["timestamp"], now)
         return rows.BUILDERS[kind](data)

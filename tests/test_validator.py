@@ -1,4 +1,4 @@
-"""The compiled fast path never accepts what marshmallow refuses, and returns the
+"""A compiled acceptor never accepts what marshmallow refuses, and returns the
 same values for what it accepts."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def readings(draw, schema):
 
 @pytest.mark.parametrize("schema", [MeterReadingSchema(), VehicleReadingSchema()],
                          ids=["meter", "vehicle"])
-def test_fast_path_agrees_with_marshmallow(schema):
+def test_compiled_acceptor_agrees_with_marshmallow(schema):
     fast = compile_schema(schema)
 
     @settings(max_examples=1500, deadline=None)
@@ -59,7 +59,7 @@ def test_fast_path_agrees_with_marshmallow(schema):
     check()
 
 
-def test_fast_path_accepts_ordinary_readings():
+def test_compiled_acceptor_accepts_ordinary_readings():
     fast = compile_schema(MeterReadingSchema())
     reading = {"meterId": "M-1", "kwhConsumedAc": 14, "voltage": 230.5, "timestamp": "2026-02-10T00:55:12Z"}
     assert fast(reading) == MeterReadingSchema().load(reading)

@@ -1,4 +1,4 @@
-"""The fast lane of POST /v1/ingest: the common case served without Flask's machinery.
+"""POST /v1/ingest as plain WSGI, in front of Flask: the common case without Flask's machinery.
 
 At thousands of single-reading requests a second, Flask's request context,
 routing, hooks and response objects cost several times the work of the request
@@ -12,7 +12,8 @@ and Flask answers it: every 4xx comes from the one place that words them. Only
 the queue's 503 is answered here, because the readings were valid and Flask
 would just try the queue again.
 
-With RATE_LIMIT set there is no lane: every request passes flask-limiter.
+With RATE_LIMIT set it is not installed: every request passes flask-limiter.
+tests/test_wsgi_ingest.py checks that it answers as Flask would, headers included.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Declined(Exception):
     """Not the common case: Flask should answer this request."""
 
 
-class IngestLane:
+class WsgiIngest:
     """WSGI middleware in front of the Flask app; see the module docstring."""
 
     def __init__(self, app: Flask, flask_wsgi: WsgiApp) -> None:
@@ -62,7 +63,7 @@ class IngestLane:
         except Declined:
             return self.flask_wsgi(environ, start_response)
         except Exception:
-            log.exception("unhandled error in the ingest lane")
+            log.exception("unhandled error in the WSGI ingest")
             status, body, headers = 500, {"error": "Internal error."}, {}
         payload = json.dumps(body, separators=(",", ":")).encode()
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
@@ -104,8 +105,8 @@ class IngestLane:
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)
         try:
-            # No depth check (a tenth of the lane's CPU for a 1,000-reading body):
-            # the lane serves only bodies whose readings all validate, and a valid
+            # No depth check (a tenth of this path's CPU for a 1,000-reading body):
+            # it serves only bodies whose readings all validate, and a valid
             # reading is a flat object. Anything else goes to Flask, which checks.
             body = parse_json_any_depth(raw)
         except ApiError:
@@ -117,6 +118,6 @@ class IngestLane:
 
 
 def install(app: Flask) -> None:
-    """Put the lane in front of the app, unless rate limiting needs every request."""
+    """Put WsgiIngest in front of the app, unless rate limiting needs every request."""
     if not app.config["SETTINGS"].rate_limit:
-        app.wsgi_app = IngestLane(app, app.wsgi_app)
+        app.wsgi_app = WsgiIngest(app, app.wsgi_app)
