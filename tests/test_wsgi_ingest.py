@@ -40,7 +40,7 @@ def wsgi_call(wsgi, body: bytes, headers: dict[str, str], content_type="applicat
 def test_the_common_case_never_reaches_flask(app, queue):
     wsgi = WsgiIngest(app, flask_must_not_answer)
     status, headers, payload, _ = wsgi_call(wsgi, json.dumps([meter(), vehicle()]).encode(), INGEST)
-    assert status == "202 Accepted"
+    assert status == "202 ACCEPTED"
     assert json.loads(payload) == {"accepted": 2}
     assert headers["Content-Type"] == "application/json" and headers["X-Request-ID"]
     assert queue.backlog() == 2

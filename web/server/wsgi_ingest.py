@@ -23,10 +23,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
+from werkzeug.http import HTTP_STATUS_CODES
 
 from readings.validator import readings_of
 from web.api.ingest import queue_rows
@@ -65,13 +65,15 @@ class WsgiIngest:
         except Exception:
             log.exception("unhandled error in the WSGI ingest")
             status, body, headers = 500, {"error": "Internal error."}, {}
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        # Byte for byte what Flask sends (tests/test_wsgi_parity.py): its JSON,
+        # compact with a newline, and werkzeug's status line.
+        payload = (json.dumps(body, separators=(",", ":")) + "\n").encode()
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        start_response(f"{status} {HTTPStatus(status).phrase}", [
+        start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(payload))),
-            ("X-Request-ID", rid),
             *headers.items(),
+            ("X-Request-ID", rid),
         ])
         record_request(PATH, "POST", status, time.perf_counter() - started, rid)
         return [payload]
