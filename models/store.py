@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
+from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
 from models.rollups import METER_ROLLUP_CTE, VEHICLE_ROLLUP_CTE, WATERMARK_FOR_DRAIN
 from readings.rows import instant
 
@@ -37,13 +38,7 @@ STORE_METERS = (
         SELECT * FROM batch
         ON CONFLICT DO NOTHING
         RETURNING *
-    ), live AS (
-        INSERT INTO live_meters AS cur (meter_id, ts, kwh_consumed_ac, voltage)
-        SELECT DISTINCT ON (meter_id) * FROM stored ORDER BY meter_id, ts DESC
-        ON CONFLICT (meter_id) DO UPDATE
-            SET ts = excluded.ts, kwh_consumed_ac = excluded.kwh_consumed_ac,
-                voltage = excluded.voltage
-            WHERE cur.ts < excluded.ts
+    ), live AS (""" + UPSERT_LIVE_METERS.format(source="stored") + """
         RETURNING 1
     ), rollup AS (""" + METER_ROLLUP_CTE + """)
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
@@ -63,15 +58,7 @@ STORE_VEHICLES = (
         SELECT * FROM batch
         ON CONFLICT DO NOTHING
         RETURNING *
-    ), live AS (
-        INSERT INTO live_vehicles AS cur
-            (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
-        SELECT DISTINCT ON (vehicle_id) * FROM stored ORDER BY vehicle_id, ts DESC
-        ON CONFLICT (vehicle_id) DO UPDATE
-            SET ts = excluded.ts, soc = excluded.soc,
-                kwh_delivered_dc = excluded.kwh_delivered_dc,
-                battery_temp = excluded.battery_temp
-            WHERE cur.ts < excluded.ts
+    ), live AS (""" + UPSERT_LIVE_VEHICLES.format(source="stored") + """
         RETURNING 1
     ), rollup AS (""" + VEHICLE_ROLLUP_CTE + """)
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
