@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from models import dead_letters, partitions
 from models.store import METER_COLUMNS, VEHICLE_COLUMNS, Columns, StoreResult, store_batch
-from readings import rows as queue_rows
+from readings import rows as row_format
 from settings import Settings
 from workers import metrics
 from workers.queue import Entry, ReadingQueue
@@ -49,7 +49,7 @@ UNAVAILABLE = (OperationalError, InterfaceError, SATimeoutError, redis.Connectio
 
 def split_by_kind(rows: list[list]) -> tuple[Columns, Columns]:
     """Queue rows as columns per kind; ValueError for a row no edge wrote."""
-    meters, vehicles = queue_rows.split(rows)
+    meters, vehicles = row_format.split(rows)
     return Columns.of(METER_COLUMNS, meters), Columns.of(VEHICLE_COLUMNS, vehicles)
 
 
@@ -68,7 +68,7 @@ _partition_days: set[date] = set()
 def ensure_partitions(engine: Engine, rows: list[list]) -> None:
     """Create the history partitions for the days of these rows, if missing."""
     # A malformed row has no day (None): split_by_kind refuses it.
-    days = {queue_rows.day_of(row) for row in rows} - {None}
+    days = {row_format.day_of(row) for row in rows} - {None}
     if missing := days - _partition_days:
         partitions.ensure_days(engine, missing)
         _partition_days.update(missing)
