@@ -20,4 +20,4 @@ RUN useradd --system --create-home --uid 10001 app
 USER app
 
 EXPOSE 8000
-CMD ["gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"]
+CMD ["gunicorn", "--config", "web/server/gunicorn_conf.py", "web:create_app()"]

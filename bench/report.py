@@ -140,7 +140,7 @@ def write_results(path: Path, args: argparse.Namespace, bench: Bench, scenarios:
         "failed": failed,
         "machine": machine,
         "setup": {
-            "web": "gunicorn --config web/gunicorn_conf.py 'web:create_app()', gevent workers, "
+            "web": "gunicorn --config web/server/gunicorn_conf.py 'web:create_app()', gevent workers, "
                    f"WEB_CONCURRENCY={args.web_concurrency or 'default (cores + 1)'}",
             "worker": "celery worker --beat (Procfile), concurrency "
                       f"{args.worker_concurrency or 'default (cores + 1)'}; stopped in "

@@ -48,7 +48,7 @@ def parse_args(scenarios: list[type[Scenario]], argv: list[str] | None = None) -
     p.add_argument("--scenarios", default=",".join(map(str, numbers)),
                    help="comma-separated, e.g. 1,2 (default: all)")
     p.add_argument("--web-concurrency", type=int, default=None,
-                   help="gunicorn workers (default: web/gunicorn_conf.py's cores + 1, gevent)")
+                   help="gunicorn workers (default: web/server/gunicorn_conf.py's cores + 1, gevent)")
     p.add_argument("--worker-concurrency", type=int, default=None,
                    help="Celery pool processes (default: workers/app.py's cores + 1)")
     p.add_argument("--quiet-wait", type=float, default=60,

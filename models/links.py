@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, Text, text
+from sqlalchemy import Connection, Engine, Text, text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,10 +23,11 @@ class MeterLink(Base):
     vehicle_id: Mapped[str] = mapped_column(Text, index=True)
 
 
-PUT_LINK = text(
+PUT_LINKS = text(
     """
     INSERT INTO meter_links (meter_id, since, vehicle_id)
-    VALUES (:meter_id, :since, :vehicle_id)
+    SELECT meter_id, :since, vehicle_id
+    FROM unnest(CAST(:meter_ids AS text[]), CAST(:vehicle_ids AS text[])) AS l(meter_id, vehicle_id)
     ON CONFLICT (meter_id, since) DO UPDATE SET vehicle_id = excluded.vehicle_id
     """
 )
@@ -42,7 +43,13 @@ LIST_LINKS = text(
 def put_link(engine: Engine, meter_id: str, vehicle_id: str, since: datetime) -> None:
     """Link the meter to the vehicle from `since` on; the same `since` replaces."""
     with engine.begin() as conn:
-        conn.execute(PUT_LINK, {"meter_id": meter_id, "vehicle_id": vehicle_id, "since": since})
+        put_links(conn, {meter_id: vehicle_id}, since)
+
+
+def put_links(conn: Connection, vehicle_of: dict[str, str], since: datetime) -> None:
+    """Link each meter to its vehicle from `since` on, in the caller's transaction."""
+    conn.execute(PUT_LINKS, {"since": since, "meter_ids": list(vehicle_of),
+                             "vehicle_ids": list(vehicle_of.values())})
 
 
 def list_links(engine: Engine, meter_id: str) -> list[tuple[str, datetime]]:

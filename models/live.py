@@ -30,6 +30,30 @@ class LiveVehicle(Base):
     battery_temp: Mapped[float] = mapped_column(Double)
 
 
+# The newest reading of each device in {source} (rows with the history table's
+# columns) becomes its live state, unless the live state holds a newer one.
+# models/store.py feeds it the rows a batch stored; the simulator's backfill, its
+# history's last minute.
+UPSERT_LIVE_METERS = """
+    INSERT INTO live_meters AS cur (meter_id, ts, kwh_consumed_ac, voltage)
+    SELECT DISTINCT ON (meter_id) meter_id, ts, kwh_consumed_ac, voltage
+    FROM {source} ORDER BY meter_id, ts DESC
+    ON CONFLICT (meter_id) DO UPDATE
+        SET ts = excluded.ts, kwh_consumed_ac = excluded.kwh_consumed_ac,
+            voltage = excluded.voltage
+        WHERE cur.ts < excluded.ts
+"""
+UPSERT_LIVE_VEHICLES = """
+    INSERT INTO live_vehicles AS cur (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
+    SELECT DISTINCT ON (vehicle_id) vehicle_id, ts, soc, kwh_delivered_dc, battery_temp
+    FROM {source} ORDER BY vehicle_id, ts DESC
+    ON CONFLICT (vehicle_id) DO UPDATE
+        SET ts = excluded.ts, soc = excluded.soc,
+            kwh_delivered_dc = excluded.kwh_delivered_dc,
+            battery_temp = excluded.battery_temp
+        WHERE cur.ts < excluded.ts
+"""
+
 LIVE_METER = text(
     "SELECT meter_id, kwh_consumed_ac, voltage, ts FROM live_meters WHERE meter_id = :id"
 )

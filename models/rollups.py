@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db import Base
+from models.hours import HOUR
 
 
 class MeterHourly(Base):
@@ -129,7 +130,6 @@ def rolled_up_until(conn) -> datetime:
     return conn.execute(WATERMARK).scalar_one()
 
 
-HOUR = timedelta(hours=1)
 # An hour is rolled up this long after it ends: the readings of its last
 # minute are drained by then, and fewer take the late path.
 SETTLE = timedelta(minutes=1)

@@ -18,11 +18,12 @@ parsing text instants cost PostgreSQL a fifth of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import Connection
 
+from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
 from models.rollups import METER_ROLLUP_CTE, VEHICLE_ROLLUP_CTE, WATERMARK_FOR_DRAIN
+from readings.rows import instant
 
 STORE_METERS = (
     """
@@ -37,13 +38,7 @@ STORE_METERS = (
         SELECT * FROM batch
         ON CONFLICT DO NOTHING
         RETURNING *
-    ), live AS (
-        INSERT INTO live_meters AS cur (meter_id, ts, kwh_consumed_ac, voltage)
-        SELECT DISTINCT ON (meter_id) * FROM stored ORDER BY meter_id, ts DESC
-        ON CONFLICT (meter_id) DO UPDATE
-            SET ts = excluded.ts, kwh_consumed_ac = excluded.kwh_consumed_ac,
-                voltage = excluded.voltage
-            WHERE cur.ts < excluded.ts
+    ), live AS (""" + UPSERT_LIVE_METERS.format(source="stored") + """
         RETURNING 1
     ), rollup AS (""" + METER_ROLLUP_CTE + """)
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
@@ -63,21 +58,14 @@ STORE_VEHICLES = (
         SELECT * FROM batch
         ON CONFLICT DO NOTHING
         RETURNING *
-    ), live AS (
-        INSERT INTO live_vehicles AS cur
-            (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
-        SELECT DISTINCT ON (vehicle_id) * FROM stored ORDER BY vehicle_id, ts DESC
-        ON CONFLICT (vehicle_id) DO UPDATE
-            SET ts = excluded.ts, soc = excluded.soc,
-                kwh_delivered_dc = excluded.kwh_delivered_dc,
-                battery_temp = excluded.battery_temp
-            WHERE cur.ts < excluded.ts
+    ), live AS (""" + UPSERT_LIVE_VEHICLES.format(source="stored") + """
         RETURNING 1
     ), rollup AS (""" + VEHICLE_ROLLUP_CTE + """)
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
     """
 )
 
+# The statements' parameters, in the order of a queue row's fields (readings/rows.py).
 METER_COLUMNS = ("device", "ts", "ac", "voltage")
 VEHICLE_COLUMNS = ("device", "ts", "soc", "dc", "temp")
 
@@ -92,9 +80,13 @@ class Columns:
     def __post_init__(self) -> None:
         self.values = [[] for _ in self.names]
 
-    def append(self, row: list) -> None:
-        for column, value in zip(self.values, row, strict=True):
-            column.append(value)
+    @classmethod
+    def of(cls, names: tuple[str, ...], rows: list[list]) -> Columns:
+        """The columns of rows that each hold one value per name, in order."""
+        columns = cls(names)
+        if rows:
+            columns.values = [list(column) for column in zip(*rows, strict=True)]
+        return columns
 
     def __len__(self) -> int:
         return len(self.values[0])
@@ -137,11 +129,3 @@ def store_batch(conn: Connection, meters: Columns, vehicles: Columns) -> StoreRe
             result.stored += stored
             result.live_updated += live
     return result
-
-
-def instant(value: str) -> datetime:
-    """A queue row's timestamp (the web writes RFC 3339 in UTC) as an aware datetime."""
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("a timestamp without a time zone")
-    return parsed

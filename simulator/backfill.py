@@ -37,6 +37,8 @@ from tqdm import tqdm
 
 from models import partitions, rollups
 from models.db import create_db_engine, sqlalchemy_url
+from models.links import put_links
+from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
 from models.rollups import MeterHourly, VehicleHourly
 from settings import Settings
 from simulator import fleet
@@ -209,35 +211,14 @@ EXISTING = """
     SELECT EXISTS (SELECT 1 FROM {table} WHERE {id} = ANY(%(ids)s) AND ts >= %(start)s AND ts < %(end)s)
 """
 
-LINKS = """
-    INSERT INTO meter_links (meter_id, since, vehicle_id)
-    SELECT m, %(since)s, v FROM unnest(%(meters)s::text[], %(vehicles)s::text[]) AS l(m, v)
-    ON CONFLICT (meter_id, since) DO UPDATE SET vehicle_id = excluded.vehicle_id
-"""
-
+# The live state from the window's last minute of history, by the drain's own upsert.
 LIVE = {
-    METERS: """
-        INSERT INTO live_meters AS cur (meter_id, ts, kwh_consumed_ac, voltage)
-        SELECT DISTINCT ON (meter_id) meter_id, ts, kwh_consumed_ac, voltage
-        FROM meter_readings
-        WHERE meter_id = ANY(%(ids)s) AND ts >= %(last)s AND ts < %(end)s
-        ORDER BY meter_id, ts DESC
-        ON CONFLICT (meter_id) DO UPDATE
-            SET ts = excluded.ts, kwh_consumed_ac = excluded.kwh_consumed_ac,
-                voltage = excluded.voltage
-            WHERE cur.ts < excluded.ts
-    """,
-    VEHICLES: """
-        INSERT INTO live_vehicles AS cur (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp)
-        SELECT DISTINCT ON (vehicle_id) vehicle_id, ts, soc, kwh_delivered_dc, battery_temp
-        FROM vehicle_readings
-        WHERE vehicle_id = ANY(%(ids)s) AND ts >= %(last)s AND ts < %(end)s
-        ORDER BY vehicle_id, ts DESC
-        ON CONFLICT (vehicle_id) DO UPDATE
-            SET ts = excluded.ts, soc = excluded.soc, kwh_delivered_dc = excluded.kwh_delivered_dc,
-                battery_temp = excluded.battery_temp
-            WHERE cur.ts < excluded.ts
-    """,
+    METERS: UPSERT_LIVE_METERS.format(source="""(
+        SELECT * FROM meter_readings
+        WHERE meter_id = ANY(%(ids)s) AND ts >= %(last)s AND ts < %(end)s) AS last_minute"""),
+    VEHICLES: UPSERT_LIVE_VEHICLES.format(source="""(
+        SELECT * FROM vehicle_readings
+        WHERE vehicle_id = ANY(%(ids)s) AND ts >= %(last)s AND ts < %(end)s) AS last_minute"""),
 }
 
 
@@ -346,8 +327,9 @@ def run(database_url: str, vehicles: int, meters: int, hours: float, end: dateti
                 for table, ids in ((METERS, meter_ids), (VEHICLES, vehicle_ids)) if ids
             )
             if meters:
-                conn.execute(LINKS, {"since": start, "meters": meter_ids, "vehicles": [
-                    vehicle_ids[fleet.linked_vehicle(i, vehicles)] for i in range(meters)]})
+                with engine.begin() as links_conn:
+                    put_links(links_conn, {meter_ids[i]: vehicle_ids[fleet.linked_vehicle(i, vehicles)]
+                                           for i in range(meters)}, start)
         if summary.merged and show:
             print("backfill: the window already holds readings of these devices: merging "
                   "(the readings stored stand)", file=sys.stderr)

@@ -12,7 +12,6 @@ import dataclasses
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,9 @@ from models.db import create_db_engine
 from web import create_app
 from workers.drain import DrainReport, drain
 from workers.queue import ReadingQueue
+
+# Imported by fixtures below as well as named in pytest_plugins: rewrite its asserts either way.
+pytest.register_assert_rewrite("tests.servers")
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
@@ -227,9 +229,9 @@ def worker_factory(settings, tmp_path) -> Iterator[Callable[[], WorkerProcess]]:
 @pytest.fixture
 def unused_tcp_port() -> int:
     """A local port nothing listens on (for a service that is down)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from tests.servers import spare_port  # imported here: tests.servers imports this module
+
+    return spare_port()
 
 
 # -- the web process under gunicorn, as the Procfile runs it ------------------------
@@ -269,7 +271,7 @@ def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"],
+            [sys.executable, "-m", "gunicorn", "--config", "web/server/gunicorn_conf.py", "web:create_app()"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

@@ -35,7 +35,7 @@ PG_OS_USER = "postgres"
 
 
 def spare_port() -> int:
-    """A local TCP port nothing listens on right now."""
+    """A local TCP port nothing listens on right now (the one helper for tests and bench)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

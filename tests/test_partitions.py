@@ -17,8 +17,8 @@ from tests.readings import iso, meter, vehicle
 from workers import drain as drain_module
 from workers.maintenance import maintain_history
 
-# Noon yesterday: noon today lies in the future (refused at ingest) before 12:00 UTC.
-TODAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0, microsecond=0)
+# The latest noon that has passed: a reading at "today" noon must not lie in the future.
+TODAY = (datetime.now(UTC) - timedelta(hours=12)).replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 def days_ago(n: float) -> datetime:

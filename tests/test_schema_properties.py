@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from readings.schemas import MAX_KWH_PER_READING
 from tests.conftest import INGEST, count
-from web.schemas import MAX_KWH_PER_READING
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -152,7 +152,7 @@ def gunicorn(settings, unused_tcp_port, tmp_path):
            "OPERATOR_TOKENS": "test-operator", "PORT": str(unused_tcp_port), "WEB_CONCURRENCY": "2"}
     log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"],
+        [sys.executable, "-m", "gunicorn", "--config", "web/server/gunicorn_conf.py", "web:create_app()"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{unused_tcp_port}"
     try:

@@ -1,4 +1,4 @@
-"""The web process's HTTP server (gunicorn with the worker in web/gunicorn_conf.py)."""
+"""The web process's HTTP server (gunicorn with the worker in web/server/gunicorn_conf.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.conftest import closed_by_server
-from web import gunicorn_conf
+from web.server import gunicorn_conf
 
 
 def test_gunicorn_closes_a_connection_left_idle_for_keepalive(gunicorn):

@@ -9,23 +9,13 @@ from flask import Flask
 import settings as settings_module
 from logconfig import configure_logging
 from models.db import create_db_engine
-from web import (
-    alerts,
-    analytics,
-    dead_letters,
-    errors,
-    fleet,
-    health,
-    ingest,
-    ingest_lane,
-    live,
-    meters,
-    openapi,
-)
-from web.group_commit import GroupCommit
+from readings.validator import ReadingValidator
+from web import errors, openapi
+from web.api import alerts, analytics, dead_letters, fleet, health, ingest, live, meters
 from web.observability import init_observability
 from web.ratelimit import init_rate_limit
-from web.schemas import ReadingValidator
+from web.server import wsgi_ingest
+from web.server.group_commit import GroupCommit
 from workers.queue import ReadingQueue
 
 
@@ -55,5 +45,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, health):
         app.register_blueprint(module.bp)
     openapi.register(app)
-    ingest_lane.install(app)
+    wsgi_ingest.install(app)
     return app

@@ -1,7 +1,7 @@
 """Request ids, access logs and Prometheus metrics of the web processes.
 
 Under gunicorn, metrics are kept per process in PROMETHEUS_MULTIPROC_DIR (set
-by web/gunicorn_conf.py) and summed at scrape time; queue figures are read
+by web/server/gunicorn_conf.py) and summed at scrape time; queue figures are read
 from Redis at scrape time, so every web process reports the same queue.
 """
 

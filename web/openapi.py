@@ -2,7 +2,7 @@
 
 Owns: how our custom marshmallow fields map to OpenAPI types, the small schemas of
 response bodies, and every path's parameters, security and status codes. Request
-bodies and query schemas come from web/schemas.py itself, so the document cannot
+bodies and query schemas come from readings/schemas.py itself, so the document cannot
 drift from what the API validates. ../shared/CONTRACT.md is the authority; this
 describes it. The document is built once, when the app is created.
 """
@@ -10,19 +10,24 @@ describes it. The document is built once, when the app is created.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app
 from marshmallow import Schema, fields, validate
 
+from readings import schemas
+from readings.fields import DeviceId, JsonNumber, Timestamp
 from settings import Settings
-from web import schemas
-from web.schemas import DeviceId, JsonNumber, Timestamp
+from web.api.analytics import MAX_BUCKETS
+from web.api.dead_letters import MAX_PAGE, REDRIVE_DEFAULT
+from web.api.params import DEFAULT_WINDOW
+from web.server.body import MAX_DEPTH
 
 bp = Blueprint("openapi", __name__)
 
-# web/schemas.py anchors with Python's \A...\Z; JSON Schema patterns are ECMA 262.
+# readings/schemas.py anchors with Python's \A...\Z; JSON Schema patterns are ECMA 262.
 DEVICE_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$", "minLength": 1, "maxLength": 64}
 UP = validate.OneOf(["ok", "unavailable"])
 
@@ -102,7 +107,7 @@ COMPONENTS = {
 }
 
 STATUS_TEXT = {
-    400: "The body is not JSON (RFC 8259), not UTF-8, or nested deeper than 64 levels.",
+    400: f"The body is not JSON (RFC 8259), not UTF-8, or nested deeper than {MAX_DEPTH} levels.",
     401: "Missing, malformed or unknown bearer token.",
     403: "A valid token of the other kind (ingest vs operator).",
     404: "Not found.",
@@ -144,10 +149,11 @@ def param(name: str, where: str, schema: dict, **extra: str) -> dict:
     return {"name": name, "in": where, "required": where == "path", "schema": schema, **extra}
 
 
-def window_params() -> list[dict]:
+def window_query_params() -> list[dict]:
+    """The `from` and `to` query parameters of the analytics endpoints, as OpenAPI parameters."""
     bound = {"type": "string", "format": "date-time"}
     return [param("from", "query", bound, description="Window start (RFC 3339 with a zone); "
-                  "default `to` - 24 h."),
+                  f"default `to` - {DEFAULT_WINDOW / timedelta(hours=1):g} h."),
             param("to", "query", bound, description="Window end, exclusive; default now.")]
 
 
@@ -202,15 +208,15 @@ def build_spec(settings: Settings) -> dict:
         "/v1/analytics/performance/{vehicleId}": {"get": operation(
             "operator", "Energy and charging efficiency of a vehicle over [from, to).",
             (200, "Performance"), 400, 404, texts={400: BAD_QUERY, 404: UNKNOWN_VEHICLE},
-            parameters=[vehicle_id, *window_params()])},
+            parameters=[vehicle_id, *window_query_params()])},
         "/v1/analytics/performance/{vehicleId}/series": {"get": operation(
             "operator", "The same figures per time bucket of the window.", (200, "Series"), 400, 404,
-            texts={400: BAD_QUERY + " Or more than 5000 buckets.", 404: UNKNOWN_VEHICLE},
-            parameters=[vehicle_id, *window_params(),
+            texts={400: BAD_QUERY + f" Or more than {MAX_BUCKETS} buckets.", 404: UNKNOWN_VEHICLE},
+            parameters=[vehicle_id, *window_query_params(),
                         {"in": "query", "schema": schemas.SeriesQuerySchema}])},
         "/v1/analytics/fleet": {"get": operation(
             "operator", "Every vehicle's figures over the window, sorted and paged.", (200, "Fleet"),
-            400, texts={400: BAD_QUERY}, parameters=[*window_params(), fleet_query])},
+            400, texts={400: BAD_QUERY}, parameters=[*window_query_params(), fleet_query])},
         "/v1/alerts": {"get": operation(
             "operator", "Open (or all) alerts, newest first.", (200, "Alerts"), 400,
             texts={400: BAD_QUERY}, parameters=[{"in": "query", "schema": schemas.AlertsQuerySchema}])},
@@ -231,12 +237,12 @@ def build_spec(settings: Settings) -> dict:
             texts={404: "No reading from it."}, parameters=[meter_id])},
         "/v1/dead-letters": {"get": operation(
             "operator", "Readings the database refused, oldest first.", (200, "DeadLetters"), 400,
-            texts={400: "`after` is not a whole number >= 0, or `limit` not 1 to 1000."},
+            texts={400: f"`after` is not a whole number >= 0, or `limit` not 1 to {MAX_PAGE}."},
             parameters=[param("after", "query",
                               {"type": "integer", "minimum": 0, "maximum": schemas.BIGINT_MAX}),
-                        param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000})])},
+                        param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE})])},
         "/v1/dead-letters/redrive": {"post": operation(
-            "operator", "Queue dead letters again (the given ids, else the oldest 1000).",
+            "operator", f"Queue dead letters again (the given ids, else the oldest {REDRIVE_DEFAULT}).",
             (200, "Redriven"), 400, 413, 415, 422, 503,
             requestBody={"required": False, **json_content(ref("Redrive"))})},
         "/metrics": {"get": operation("operator", "Prometheus metrics.", (200, {

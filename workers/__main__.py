@@ -7,16 +7,11 @@ then keep their metrics in files there, which the main process sums for
 /metrics (workers/metrics.py).
 """
 
-import os
 import sys
-import tempfile
 
-# In memory where there is /dev/shm: a pool process writes its metrics through
-# mmap, and a write to a disk-backed file can wait seconds for the file
-# system's journal while PostgreSQL writes heavily (web/gunicorn_conf.py).
-IN_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                      tempfile.mkdtemp(prefix="energy-worker-metrics-", dir=IN_MEMORY))
+from inmemory import metrics_dir
+
+metrics_dir("energy-worker-metrics-")
 
 from celery.__main__ import main  # noqa: E402
 

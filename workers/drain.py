@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from models import dead_letters, partitions
 from models.store import METER_COLUMNS, VEHICLE_COLUMNS, Columns, StoreResult, store_batch
+from readings import rows as row_format
 from settings import Settings
 from workers import metrics
 from workers.queue import Entry, ReadingQueue
@@ -41,27 +42,15 @@ class DrainReport:
         self.refused += result.refused
 
 
-KIND_COLUMNS = {"m": METER_COLUMNS, "v": VEHICLE_COLUMNS}
-
 # Failures that say nothing about the readings: the batch is retried as it is.
 UNAVAILABLE = (OperationalError, InterfaceError, SATimeoutError, redis.ConnectionError,
                redis.TimeoutError)
 
 
 def split_by_kind(rows: list[list]) -> tuple[Columns, Columns]:
-    """Queue rows ("m"|"v", device, timestamp, values...) as columns per kind.
-
-    Raises ValueError for a row of neither shape (an entry not written by the web).
-    """
-    columns = {kind: Columns(names) for kind, names in KIND_COLUMNS.items()}
-    for row in rows:
-        if not isinstance(row, list) or not row or row[0] not in columns:
-            raise ValueError("queue row of unknown kind")
-        target = columns[row[0]]
-        if len(row) - 1 != len(target.names):
-            raise ValueError("queue row of the wrong length")
-        target.append(row[1:])
-    return columns["m"], columns["v"]
+    """Queue rows as columns per kind; ValueError for a row no edge wrote."""
+    meters, vehicles = row_format.split(rows)
+    return Columns.of(METER_COLUMNS, meters), Columns.of(VEHICLE_COLUMNS, vehicles)
 
 
 def store_rows(engine: Engine, rows: list[list]) -> StoreResult:
@@ -78,12 +67,8 @@ _partition_days: set[date] = set()
 
 def ensure_partitions(engine: Engine, rows: list[list]) -> None:
     """Create the history partitions for the days of these rows, if missing."""
-    days = set()
-    for row in rows:
-        try:
-            days.add(date.fromisoformat(row[2][:10]))
-        except (TypeError, ValueError, IndexError):
-            pass  # a malformed row: split_by_kind refuses it
+    # A malformed row has no day (None): split_by_kind refuses it.
+    days = {row_format.day_of(row) for row in rows} - {None}
     if missing := days - _partition_days:
         partitions.ensure_days(engine, missing)
         _partition_days.update(missing)

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from flask import Blueprint, current_app, request
-from marshmallow import ValidationError
+from flask import Blueprint, current_app
 
 from models.analytics import vehicle_known, vehicle_performance, vehicle_series
+from readings.schemas import BUCKETS, SeriesQuerySchema
+from readings.timestamps import format_rfc3339
+from web.api.params import query, window
 from web.auth import require
 from web.errors import ApiError
-from web.schemas import BUCKETS, SeriesQuerySchema
-from web.timestamps import format_rfc3339, parse_rfc3339
 
 bp = Blueprint("analytics", __name__)
 bp.before_request(require("operator"))
 
-DEFAULT_WINDOW = timedelta(hours=24)
 MAX_BUCKETS = 5000
 series_query = SeriesQuerySchema()
-
-
-def window() -> tuple[datetime, datetime]:
-    """[from, to) from the query; `to` defaults to now and `from` to 24 h before `to`."""
-    bounds = {}
-    for name in ("from", "to"):
-        raw = request.args.get(name)
-        if raw is None:
-            continue
-        try:
-            bounds[name] = parse_rfc3339(raw)
-        except ValueError:
-            raise ApiError(400, f"`{name}` must be an RFC 3339 date-time with a time zone.") from None
-    to_ts = bounds.get("to") or datetime.now(UTC)
-    from_ts = bounds.get("from") or to_ts - DEFAULT_WINDOW
-    if from_ts >= to_ts:
-        raise ApiError(400, "`from` must be before `to`.")
-    return from_ts, to_ts
 
 
 @bp.get("/v1/analytics/performance/<vehicle_id>")
@@ -53,15 +32,6 @@ def performance(vehicle_id: str):
         "avgBatteryTemp": perf.avg_battery_temp,
         "readings": {"meter": perf.meter_readings, "vehicle": perf.vehicle_readings},
     }
-
-
-def query(schema):
-    """The query arguments loaded by `schema`; 400 naming the bad ones."""
-    try:
-        return schema.load(request.args)
-    except ValidationError as exc:
-        raise ApiError(400, "Bad query: " + "; ".join(
-            f"{name}: {' '.join(msgs)}" for name, msgs in exc.messages.items())) from None
 
 
 @bp.get("/v1/analytics/performance/<vehicle_id>/series")

@@ -1,24 +1,26 @@
 """POST /v1/ingest: validate readings and queue them; 202 once they are in Redis.
 
 The common case (an ingest token, a valid body, a queue that takes it) is
-served by web/ingest_lane.py without Flask's request machinery; this view
+served by web/server/wsgi_ingest.py without Flask's request machinery; this view
 serves the rest, and every error answer comes from here.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 from flask import Blueprint, current_app
 
+from readings.rows import METER
+from readings.validator import readings_of
 from settings import Settings
+from web.api.params import RETRY_AFTER_S
 from web.auth import require
-from web.body import json_body
 from web.errors import ApiError
-from web.group_commit import GroupCommit
 from web.observability import READINGS_ACCEPTED, READINGS_REJECTED
+from web.server.body import json_body
+from web.server.group_commit import GroupCommit
 from workers.queue import QueueFull
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
 bp.before_request(require("ingest"))
 
-RETRY_AFTER_S = "5"
 METERS_ACCEPTED = READINGS_ACCEPTED.labels("meter")
 VEHICLES_ACCEPTED = READINGS_ACCEPTED.labels("vehicle")
 
@@ -49,14 +50,6 @@ def ingest():
     return {"accepted": len(rows)}, 202
 
 
-def readings_of(body: Any) -> list | None:
-    """The readings of a body that is one reading or a non-empty array of them; else None."""
-    readings = body if isinstance(body, list) else [body]
-    if not isinstance(body, (list, dict)) or not readings:
-        return None
-    return readings
-
-
 def queue_rows(group_commit: GroupCommit, rows: list[list], settings: Settings) -> None:
     """Queue validated rows, or ApiError 503 (with Retry-After) when the queue cannot take them."""
     try:
@@ -70,7 +63,7 @@ def queue_rows(group_commit: GroupCommit, rows: list[list], settings: Settings) 
         READINGS_REJECTED.labels("queue_unavailable").inc(len(rows))
         raise ApiError(503, "The queue is unavailable; retry later.",
                        headers={"Retry-After": RETRY_AFTER_S}) from None
-    meters = sum(1 for row in rows if row[0] == "m")
+    meters = sum(1 for row in rows if row[0] == METER)
     # Each inc is a locked write to a shared file: skip the zeros.
     if meters:
         METERS_ACCEPTED.inc(meters)

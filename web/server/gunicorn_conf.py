@@ -16,7 +16,6 @@ import gc
 import multiprocessing
 import os
 import socket
-import tempfile
 import time
 
 import gevent
@@ -24,18 +23,15 @@ import gunicorn_h1c
 from gevent.pywsgi import OldMessage
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-# Files that each worker process writes all the time go in memory (/dev/shm)
-# where there is one: on a disk-backed file system, a write can wait for its
-# journal, seconds while PostgreSQL writes heavily, and the whole process with
-# it. gunicorn's heartbeat file (worker_tmp_dir) is one; the metrics, which
-# each process writes through mmap and /metrics sums, are the other
-# (on_starting, below).
-IN_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None
+from inmemory import IN_MEMORY, metrics_dir
+
+# The heartbeat file each worker process writes all the time: in memory (see
+# inmemory.py), like the metrics (on_starting, below).
 worker_tmp_dir = IN_MEMORY
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # gevent: each process serves thousands of connections, kept alive between
-# requests, and lets web/group_commit.py gather the readings of many requests
+# requests, and lets web/server/group_commit.py gather the readings of many requests
 # into one Redis call. gevent's own HTTP server (gevent_pywsgi) parses requests
 # in less CPU than gunicorn's: on 2 cores, /healthz went from 2,600 req/s
 # (gthread, 3 processes x 4 threads) to 4,400. PostgreSQL (psycopg 3.1.14 and
@@ -152,8 +148,7 @@ worker_class = GeventWorker
 def on_starting(server):
     """Where each worker process keeps its metrics files, for /metrics to sum: set
     in the master, before any worker forks and imports prometheus_client."""
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                          tempfile.mkdtemp(prefix="energy-web-metrics-", dir=IN_MEMORY))
+    metrics_dir("energy-web-metrics-")
 
 
 def child_exit(server, worker):

@@ -1,4 +1,4 @@
-"""The ingest fast lane and the group commit behind it."""
+"""WsgiIngest (POST /v1/ingest in front of Flask) and the group commit behind it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import redis
 
 from tests.conftest import INGEST, OPERATOR, wait_for
 from tests.readings import meter, vehicle
-from web.group_commit import GroupCommit
-from web.ingest_lane import IngestLane
+from web.server.group_commit import GroupCommit
+from web.server.wsgi_ingest import WsgiIngest
 from workers.queue import ReadingQueue
 
 
@@ -21,8 +21,8 @@ def flask_must_not_answer(environ, start_response):
     raise AssertionError("the request reached Flask")
 
 
-def lane_call(lane, body: bytes, headers: dict[str, str], content_type="application/json"):
-    """Call the WSGI lane directly; returns (status line, headers, body, environ)."""
+def wsgi_call(wsgi, body: bytes, headers: dict[str, str], content_type="application/json"):
+    """Call WsgiIngest directly; returns (status line, headers, body, environ)."""
     environ = {
         "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/ingest", "CONTENT_TYPE": content_type,
         "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
@@ -33,14 +33,14 @@ def lane_call(lane, body: bytes, headers: dict[str, str], content_type="applicat
     def start_response(status, response_headers, exc_info=None):
         answer["status"], answer["headers"] = status, dict(response_headers)
 
-    payload = b"".join(lane(environ, start_response))
+    payload = b"".join(wsgi(environ, start_response))
     return answer["status"], answer["headers"], payload, environ
 
 
 def test_the_common_case_never_reaches_flask(app, queue):
-    lane = IngestLane(app, flask_must_not_answer)
-    status, headers, payload, _ = lane_call(lane, json.dumps([meter(), vehicle()]).encode(), INGEST)
-    assert status == "202 Accepted"
+    wsgi = WsgiIngest(app, flask_must_not_answer)
+    status, headers, payload, _ = wsgi_call(wsgi, json.dumps([meter(), vehicle()]).encode(), INGEST)
+    assert status == "202 ACCEPTED"
     assert json.loads(payload) == {"accepted": 2}
     assert headers["Content-Type"] == "application/json" and headers["X-Request-ID"]
     assert queue.backlog() == 2
@@ -64,16 +64,16 @@ def test_anything_else_goes_to_flask_with_its_body(app, queue, body, headers, co
         start_response("418 Flask", [])
         return [b""]
 
-    status, *_ = lane_call(IngestLane(app, flask), body, headers, content_type)
+    status, *_ = wsgi_call(WsgiIngest(app, flask), body, headers, content_type)
     assert status == "418 Flask"
     assert seen["body"] == body
     assert queue.backlog() == 0
 
 
-def test_a_full_queue_is_answered_by_the_lane_with_retry_after(app, queue, settings):
-    lane = IngestLane(app, flask_must_not_answer)
-    lane.settings = dataclasses.replace(settings, max_backlog=0)
-    status, headers, payload, _ = lane_call(lane, json.dumps(meter()).encode(), INGEST)
+def test_a_full_queue_is_answered_by_wsgi_ingest_with_retry_after(app, queue, settings):
+    wsgi = WsgiIngest(app, flask_must_not_answer)
+    wsgi.settings = dataclasses.replace(settings, max_backlog=0)
+    status, headers, payload, _ = wsgi_call(wsgi, json.dumps(meter()).encode(), INGEST)
     assert status.startswith("503")
     assert int(headers["Retry-After"]) > 0
     assert "error" in json.loads(payload)

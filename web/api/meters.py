@@ -8,11 +8,12 @@ from flask import Blueprint, current_app
 from marshmallow import ValidationError
 
 from models.links import list_links, put_link
+from readings.fields import DeviceId
+from readings.schemas import LinkSchema
+from readings.timestamps import format_rfc3339
 from web.auth import require
-from web.body import json_body
 from web.errors import ApiError
-from web.schemas import DeviceId, LinkSchema
-from web.timestamps import format_rfc3339
+from web.server.body import json_body
 
 bp = Blueprint("meters", __name__)
 bp.before_request(require("operator"))

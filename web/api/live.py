@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from models.live import live_meter, live_vehicle
+from readings.timestamps import format_rfc3339
 from web.auth import require
 from web.errors import ApiError
-from web.timestamps import format_rfc3339
 
 bp = Blueprint("live", __name__)
 bp.before_request(require("operator"))

@@ -7,12 +7,13 @@ from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
 
 from models import dead_letters
+from readings.rows import reading_of
+from readings.schemas import BIGINT_MAX, RedriveSchema
+from readings.timestamps import format_rfc3339
+from web.api.params import RETRY_AFTER_S
 from web.auth import require
-from web.body import json_body
 from web.errors import ApiError
-from web.ingest import RETRY_AFTER_S
-from web.schemas import BIGINT_MAX, RedriveSchema, reading_of_row
-from web.timestamps import format_rfc3339
+from web.server.body import json_body
 from workers.queue import QueueFull
 
 bp = Blueprint("dead_letters", __name__)
@@ -37,7 +38,7 @@ def list_letters():
     return {
         "deadLetters": [
             {"id": r.id, "failedAt": format_rfc3339(r.failed_at), "reason": r.reason,
-             "reading": reading_of_row(r.row)}
+             "reading": reading_of(r.row)}
             for r in rows
         ],
         "next": rows[-1].id if len(rows) == limit else None,

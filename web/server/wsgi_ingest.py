@@ -1,4 +1,4 @@
-"""The fast lane of POST /v1/ingest: the common case served without Flask's machinery.
+"""POST /v1/ingest as plain WSGI, in front of Flask: the common case without Flask's machinery.
 
 At thousands of single-reading requests a second, Flask's request context,
 routing, hooks and response objects cost several times the work of the request
@@ -12,7 +12,8 @@ and Flask answers it: every 4xx comes from the one place that words them. Only
 the queue's 503 is answered here, because the readings were valid and Flask
 would just try the queue again.
 
-With RATE_LIMIT set there is no lane: every request passes flask-limiter.
+With RATE_LIMIT set it is not installed: every request passes flask-limiter.
+tests/test_wsgi_ingest.py checks that it answers as Flask would, headers included.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
+from werkzeug.http import HTTP_STATUS_CODES
 
+from readings.validator import readings_of
+from web.api.ingest import queue_rows
 from web.auth import matches, token_of
-from web.body import parse_json_any_depth
 from web.errors import ApiError
-from web.ingest import queue_rows, readings_of
 from web.observability import record_request, request_id
+from web.server.body import parse_json_any_depth
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class Declined(Exception):
     """Not the common case: Flask should answer this request."""
 
 
-class IngestLane:
+class WsgiIngest:
     """WSGI middleware in front of the Flask app; see the module docstring."""
 
     def __init__(self, app: Flask, flask_wsgi: WsgiApp) -> None:
@@ -61,15 +63,17 @@ class IngestLane:
         except Declined:
             return self.flask_wsgi(environ, start_response)
         except Exception:
-            log.exception("unhandled error in the ingest lane")
+            log.exception("unhandled error in the WSGI ingest")
             status, body, headers = 500, {"error": "Internal error."}, {}
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        # Byte for byte what Flask sends (tests/test_wsgi_parity.py): its JSON,
+        # compact with a newline, and werkzeug's status line.
+        payload = (json.dumps(body, separators=(",", ":")) + "\n").encode()
         rid = request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        start_response(f"{status} {HTTPStatus(status).phrase}", [
+        start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(payload))),
-            ("X-Request-ID", rid),
             *headers.items(),
+            ("X-Request-ID", rid),
         ])
         record_request(PATH, "POST", status, time.perf_counter() - started, rid)
         return [payload]
@@ -103,8 +107,8 @@ class IngestLane:
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)
         try:
-            # No depth check (a tenth of the lane's CPU for a 1,000-reading body):
-            # the lane serves only bodies whose readings all validate, and a valid
+            # No depth check (a tenth of this path's CPU for a 1,000-reading body):
+            # it serves only bodies whose readings all validate, and a valid
             # reading is a flat object. Anything else goes to Flask, which checks.
             body = parse_json_any_depth(raw)
         except ApiError:
@@ -116,6 +120,6 @@ class IngestLane:
 
 
 def install(app: Flask) -> None:
-    """Put the lane in front of the app, unless rate limiting needs every request."""
+    """Put WsgiIngest in front of the app, unless rate limiting needs every request."""
     if not app.config["SETTINGS"].rate_limit:
-        app.wsgi_app = IngestLane(app, app.wsgi_app)
+        app.wsgi_app = WsgiIngest(app, app.wsgi_app)

@@ -6,10 +6,10 @@ from flask import Blueprint, current_app
 
 from models.analytics import ratio
 from models.fleet import fleet_page
-from web.analytics import query, window
+from readings.schemas import FleetQuerySchema
+from readings.timestamps import format_rfc3339
+from web.api.params import query, window
 from web.auth import require
-from web.schemas import FleetQuerySchema
-from web.timestamps import format_rfc3339
 
 bp = Blueprint("fleet", __name__)
 bp.before_request(require("operator"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from models.alerts import list_alerts
-from web.analytics import query
+from readings.schemas import AlertsQuerySchema
+from readings.timestamps import format_rfc3339
+from web.api.params import query
 from web.auth import require
-from web.schemas import AlertsQuerySchema
-from web.timestamps import format_rfc3339
 
 bp = Blueprint("alerts", __name__)
 bp.before_request(require("operator"))

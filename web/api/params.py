@@ -1,0 +1,46 @@
+"""What the blueprints share: query parsing, the analytics window, Retry-After.
+
+Blueprints import these from here rather than from each other.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import request
+from marshmallow import Schema, ValidationError
+
+from readings.timestamps import parse_rfc3339
+from web.errors import ApiError
+
+DEFAULT_WINDOW = timedelta(hours=24)
+# Seconds a client should wait after a 503 from the queue.
+RETRY_AFTER_S = "5"
+
+
+def window() -> tuple[datetime, datetime]:
+    """[from, to) from the query; `to` defaults to now and `from` to 24 h before `to`."""
+    bounds = {}
+    for name in ("from", "to"):
+        raw = request.args.get(name)
+        if raw is None:
+            continue
+        try:
+            bounds[name] = parse_rfc3339(raw)
+        except ValueError:
+            raise ApiError(400, f"`{name}` must be an RFC 3339 date-time with a time zone.") from None
+    to_ts = bounds.get("to") or datetime.now(UTC)
+    from_ts = bounds.get("from") or to_ts - DEFAULT_WINDOW
+    if from_ts >= to_ts:
+        raise ApiError(400, "`from` must be before `to`.")
+    return from_ts, to_ts
+
+
+def query(schema: Schema) -> dict[str, Any]:
+    """The query arguments loaded by `schema`; 400 naming the bad ones."""
+    try:
+        return schema.load(request.args)
+    except ValidationError as exc:
+        raise ApiError(400, "Bad query: " + "; ".join(
+            f"{name}: {' '.join(msgs)}" for name, msgs in exc.messages.items())) from None
