@@ -12,6 +12,7 @@ from models.db import create_db_engine
 from web import (
     alerts,
     analytics,
+    dashboard,
     dead_letters,
     errors,
     fleet,
@@ -21,6 +22,8 @@ from web import (
     live,
     meters,
     openapi,
+    pipeline,
+    sessions,
 )
 from web.group_commit import GroupCommit
 from web.observability import init_observability
@@ -52,7 +55,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     init_observability(app)
     init_rate_limit(app, settings)
-    for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, health):
+    for module in (ingest, analytics, fleet, sessions, alerts, live, meters, dead_letters,
+                   pipeline, health, dashboard):
         app.register_blueprint(module.bp)
     openapi.register(app)
     ingest_lane.install(app)

@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 
 from models.analytics import vehicle_known, vehicle_performance, vehicle_series
 from web.auth import require
+from web.csv_export import negotiated
 from web.errors import ApiError
 from web.schemas import BUCKETS, SeriesQuerySchema
 from web.timestamps import format_rfc3339, parse_rfc3339
@@ -19,6 +20,8 @@ bp.before_request(require("operator"))
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_BUCKETS = 5000
 series_query = SeriesQuerySchema()
+SERIES_CSV_COLUMNS = ["start", "acConsumedKwh", "dcDeliveredKwh", "efficiencyRatio", "avgBatteryTemp",
+                      "readings.meter", "readings.vehicle"]
 
 
 def window() -> tuple[datetime, datetime]:
@@ -74,7 +77,7 @@ def series(vehicle_id: str):
     if not vehicle_known(engine, vehicle_id):
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
     buckets = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])
-    return {
+    body = {
         "vehicleId": vehicle_id,
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
         "bucket": name,
@@ -85,3 +88,4 @@ def series(vehicle_id: str):
             for b in buckets
         ],
     }
+    return negotiated(body, "series", SERIES_CSV_COLUMNS, f"series-{vehicle_id}.csv")
