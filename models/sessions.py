@@ -27,7 +27,8 @@ from sqlalchemy import Engine, text
 from models.analytics import ratio
 from models.db import read_connection
 
-# {vehicles} and {links} restrict the readings and the links to one vehicle, or not.
+# {vehicles}, {links} and {meters} restrict the readings, links and meters to one
+# vehicle's, or not.
 SESSIONS = """
 WITH relinks AS (
     SELECT DISTINCT fed.vehicle_id, l.since
@@ -42,30 +43,32 @@ WITH relinks AS (
     UNION ALL
     SELECT vehicle_id, since, false, NULL, NULL, NULL FROM relinks
 ), marked AS (
-    SELECT *, lag(is_reading) OVER w IS NOT TRUE OR ts - lag(ts) OVER w > :gap AS starts
+    -- a session's first reading starts it, its last ends it (both, for a single reading)
+    SELECT *, lag(is_reading) OVER w IS NOT TRUE OR ts - lag(ts) OVER w > :gap AS starts,
+           lead(is_reading) OVER w IS NOT TRUE OR lead(ts) OVER w - ts > :gap AS ends
     FROM events
     WINDOW w AS (PARTITION BY vehicle_id ORDER BY ts, is_reading)
 ), numbered AS (
     SELECT *, count(*) FILTER (WHERE starts) OVER (PARTITION BY vehicle_id ORDER BY ts) AS n
     FROM marked WHERE is_reading
 ), sessions AS (
+    -- one reading of each group starts it and one ends it: their SoC needs no sort
     SELECT vehicle_id, min(ts) AS start, max(ts) AS "end", sum(kwh_delivered_dc) AS dc,
-           (array_agg(soc ORDER BY ts))[1] AS soc_start,
-           (array_agg(soc ORDER BY ts DESC))[1] AS soc_end,
+           max(soc) FILTER (WHERE starts) AS soc_start, max(soc) FILTER (WHERE ends) AS soc_end,
            avg(battery_temp) AS avg_temp, max(battery_temp) AS max_temp
     FROM numbered GROUP BY vehicle_id, n
 ), spans AS (
     SELECT meter_id, vehicle_id, since,
            coalesce(lead(since) OVER (PARTITION BY meter_id ORDER BY since), 'infinity') AS until
-    FROM meter_links
+    FROM meter_links {meters}
 ), ac AS (
     SELECT s.vehicle_id, s.start, sum(m.kwh_consumed_ac) AS ac,
            array_agg(DISTINCT m.meter_id) FILTER (WHERE m.kwh_consumed_ac > 0) AS meter_ids
     FROM sessions s
     JOIN spans sp ON sp.vehicle_id = s.vehicle_id AND sp.since <= s."end" AND sp.until > s.start
     JOIN meter_readings m
-      ON m.meter_id = sp.meter_id AND m.ts >= greatest(s.start, sp.since) AND m.ts <= s."end"
-     AND m.ts < sp.until AND m.ts >= :a AND m.ts < :b
+      ON m.meter_id = sp.meter_id AND m.ts >= s.start AND m.ts <= s."end"
+     AND m.ts >= sp.since AND m.ts < sp.until AND m.ts >= :a AND m.ts < :b
     GROUP BY 1, 2
 ), figures AS (
     SELECT s.*, coalesce(ac.ac, 0) AS ac, coalesce(ac.meter_ids, '{{}}') AS meter_ids,
@@ -117,8 +120,10 @@ def _params(a: datetime, b: datetime, gap: timedelta, limit: int | None, offset:
 def vehicle_sessions(engine: Engine, vehicle_id: str, a: datetime, b: datetime,
                      gap: timedelta) -> list[Session]:
     """The vehicle's sessions in [a, b), oldest first."""
-    sql = SESSIONS.format(links="WHERE vehicle_id = :vehicle_id",
-                          vehicles="AND vehicle_id = :vehicle_id", order="start")
+    sql = SESSIONS.format(
+        links="WHERE vehicle_id = :vehicle_id", vehicles="AND vehicle_id = :vehicle_id",
+        meters="WHERE meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)",
+        order="start")
     with read_connection(engine) as conn:
         rows = conn.execute(text(sql), {**_params(a, b, gap, None, 0), "vehicle_id": vehicle_id})
         return [Session.of(row) for row in rows]
@@ -135,7 +140,7 @@ def fleet_sessions(engine: Engine, a: datetime, b: datetime, gap: timedelta, sor
     """Every vehicle's sessions in [a, b), sorted and paged; `total` counts them all."""
     direction = "DESC" if descending else "ASC"
     order = f"{SORTS[sort][0]} {direction} NULLS LAST, vehicle_id, start"
-    sql = SESSIONS.format(links="", vehicles="", order=order)
+    sql = SESSIONS.format(links="", vehicles="", meters="", order=order)
     with read_connection(engine) as conn:
         rows = conn.execute(text(sql), _params(a, b, gap, limit, offset)).all()
     return SessionPage([Session.of(row) for row in rows], rows[0].total if rows else 0)
