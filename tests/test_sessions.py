@@ -4,12 +4,14 @@ readings, for several windows; sorting, paging, CSV, and the alert that names a 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+import settings as settings_module
 from tests.conftest import INGEST, OPERATOR
 from tests.readings import iso, meter, vehicle
 from workers.alerts import evaluate_alerts
@@ -231,3 +233,17 @@ def test_low_efficiency_alert_names_the_worst_session(session_data, client, engi
     assert parse(session["start"]) == at(0.25) and parse(session["end"]) == at(89.25)
     assert session["efficiencyRatio"] == pytest.approx(0.7)
     assert "worst session" in low["reason"] and at(0.25).isoformat() in low["reason"]
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "soon"])
+def test_a_bad_session_gap_is_refused_by_name(raw):
+    with pytest.raises(settings_module.SettingsError, match="SESSION_GAP_MIN"):
+        settings_module.load({"SESSION_GAP_MIN": raw})
+    assert settings_module.load({"SESSION_GAP_MIN": "7.5"}).session_gap_min == 7.5
+
+
+def test_the_gap_that_ends_a_session_is_configurable(session_data, app, client, settings):
+    app.config["SETTINGS"] = dataclasses.replace(settings, session_gap_min=45)
+    v1 = get(client, "/v1/analytics/performance/V-1/sessions",
+             **{"from": iso(at(-60)), "to": iso(at(300))})["sessions"]
+    assert [(parse(s["start"]), parse(s["end"])) for s in v1] == [(at(0.25), at(165.25))]

@@ -264,7 +264,7 @@ async function renderPipeline() {
   const backlog = metric(metrics, "energy_queue_backlog_readings");
   const age = metric(metrics, "energy_queue_oldest_age_seconds");
   cards($("pipeline-cards"), [
-    ["Ingest rate (this web process)", rate], ["Readings accepted", accepted === null ? "–" : String(accepted)],
+    ["Ingest rate", rate], ["Readings accepted", accepted === null ? "–" : String(accepted)],
     ["Backlog", backlog === null ? "–" : String(backlog)], ["Oldest queued", age === null ? "–" : num(age, 1) + " s"],
     ["Workers alive", String(pipeline.workers.length), pipeline.workers.length ? "good" : "bad"],
     ["Dead letters", String(pipeline.deadLetters), pipeline.deadLetters ? "bad" : "good"],
