@@ -247,3 +247,9 @@ def test_the_gap_that_ends_a_session_is_configurable(session_data, app, client, 
     v1 = get(client, "/v1/analytics/performance/V-1/sessions",
              **{"from": iso(at(-60)), "to": iso(at(300))})["sessions"]
     assert [(parse(s["start"]), parse(s["end"])) for s in v1] == [(at(0.25), at(165.25))]
+
+
+@pytest.mark.parametrize("path", ["/v1/analytics/sessions", "/v1/analytics/fleet"])
+def test_a_window_ending_in_year_one_is_400_not_500(client, path):
+    response = client.get(path, headers=OPERATOR, query_string={"to": "0001-01-01T05:00:00Z"})
+    assert response.status_code == 400 and "from" in response.json["error"]
