@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from simulator import backfill
-from tests.conftest import OPERATOR, ROOT, wait_for
+from tests.conftest import INGEST, OPERATOR, ROOT, wait_for
 from workers.alerts import evaluate_alerts
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -137,6 +138,39 @@ def test_fleet_view_lists_sorts_and_pages_the_vehicles_and_draws(stack, watched)
     expect(page.locator("#alerts-table tbody")).to_contain_text("low_efficiency")
     expect(page.locator("#worst-sessions tbody tr.clickable")).to_have_count(10)
     screenshot(page, "fleet")
+    watched.assert_clean()
+
+
+def call(base: str, path: str, headers: dict, body: object = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data,
+                                     headers={**headers, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def stored(base: str, vehicle_id: str) -> bool:
+    try:
+        return bool(call(base, f"/v1/live/vehicles/{vehicle_id}", OPERATOR))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+
+
+def test_the_page_refreshes_itself_every_30_seconds(stack, watched):
+    page = watched.page
+    page.clock.install()
+    sign_in(page, stack["url"])
+    expect(page.locator("#vehicles-count")).to_have_text(f"1–25 of {VEHICLES}")
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    reading = {"vehicleId": "V-NEW", "soc": 50, "kwhDeliveredDc": 0.1, "batteryTemp": 20, "timestamp": now}
+    call(stack["url"], "/v1/ingest", INGEST, reading)
+    wait_for(lambda: stored(stack["url"], "V-NEW"), 30, "the worker to store it")
+    page.clock.run_for(29_000)
+    expect(page.locator("#vehicles-count")).to_have_text(f"1–25 of {VEHICLES}")
+    page.clock.run_for(2_000)
+    expect(page.locator("#vehicles-count")).to_have_text(f"1–25 of {VEHICLES + 1}")
     watched.assert_clean()
 
 
