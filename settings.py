@@ -63,6 +63,11 @@ class Settings:
     alert_max_battery_temp_c: float = 60.0
     alert_window_h: float = 24.0
     alert_interval_s: float = 60.0
+    # A charging session ends where two of its readings lie further apart than this.
+    session_gap_min: float = 15.0
+    # Where the dashboard links to Flower; None: this host, port FLOWER_PORT.
+    flower_url: str | None = None
+    flower_port: int = 5555
     # Per-token request limit in the `limits` notation ("100/second;5000/minute"); None: off.
     rate_limit: str | None = None
 
@@ -134,6 +139,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         alert_max_battery_temp_c=_float(env, "ALERT_MAX_BATTERY_TEMP", Settings.alert_max_battery_temp_c),
         alert_window_h=_float(env, "ALERT_WINDOW_HOURS", Settings.alert_window_h),
         alert_interval_s=_float(env, "ALERT_INTERVAL_S", Settings.alert_interval_s),
+        session_gap_min=_float(env, "SESSION_GAP_MIN", Settings.session_gap_min),
+        flower_url=env.get("FLOWER_URL", "").strip() or None,
+        flower_port=_int(env, "FLOWER_PORT", Settings.flower_port),
     )
 
 

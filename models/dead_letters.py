@@ -64,6 +64,11 @@ def list_dead_letters(engine: Engine, after: int, limit: int) -> list:
         return conn.execute(LIST, {"after": after, "limit": limit}).all()
 
 
+def count_dead_letters(engine: Engine) -> int:
+    with read_connection(engine) as conn:
+        return conn.execute(text("SELECT count(*) FROM dead_letters")).scalar_one()
+
+
 def take(conn: Connection, ids: list[int] | None, limit: int) -> list:
     """Lock the chosen dead letters (or the oldest `limit`) for re-driving."""
     if ids is None:

@@ -81,14 +81,26 @@ WITH v AS (""" + PER_VEHICLE + """), totals AS (
     SELECT count(*) AS total_vehicles, coalesce(sum(ac_kwh), 0) AS total_ac,
            coalesce(sum(dc_kwh), 0) AS total_dc,
            coalesce(sum(meter_readings), 0)::bigint AS total_meter_readings,
-           coalesce(sum(vehicle_readings), 0)::bigint AS total_vehicle_readings
+           coalesce(sum(vehicle_readings), 0)::bigint AS total_vehicle_readings,
+           -- vehicles per efficiency bin: below 0.5, 0.05 wide up to 1.0, then 1.0 and above
+           (SELECT array_agg(coalesce(n, 0) ORDER BY bin) FROM generate_series(0, 11) bin
+            LEFT JOIN (SELECT width_bucket(efficiency, 0.5, 1.0, 10) AS bin, count(*) AS n
+                       FROM v WHERE efficiency IS NOT NULL GROUP BY 1) h USING (bin)) AS histogram
     FROM v
 )
 SELECT totals.*, page.*
 FROM totals LEFT JOIN LATERAL (
-    SELECT * FROM v ORDER BY {order} LIMIT :limit OFFSET :offset
+    -- matched: the vehicles the search finds, for paging through them
+    SELECT v.*, live.soc AS live_soc, live.ts AS last_seen, count(*) OVER () AS matched
+    FROM v LEFT JOIN live_vehicles live USING (vehicle_id)
+    WHERE strpos(lower(vehicle_id), lower(:search)) > 0
+    ORDER BY {order} LIMIT :limit OFFSET :offset
 ) page ON true
 """
+
+# The bins of the efficiency histogram: (from, to), None for unbounded.
+HISTOGRAM_EDGES = [(None, 0.5), *((round(0.5 + i * 0.05, 2), round(0.55 + i * 0.05, 2)) for i in range(10)),
+                   (1.0, None)]
 
 SORT_COLUMNS = {
     "efficiency": "efficiency", "ac": "ac_kwh", "dc": "dc_kwh", "temperature": "avg_temp",
@@ -105,6 +117,9 @@ class VehicleFigures:
     max_temp: float | None
     meter_readings: int
     vehicle_readings: int
+    # From live state, on a fleet page only.
+    live_soc: float | None = None
+    last_seen: datetime | None = None
 
     @property
     def efficiency(self) -> float | None:
@@ -113,7 +128,8 @@ class VehicleFigures:
     @classmethod
     def of(cls, row) -> VehicleFigures:
         return cls(row.vehicle_id, row.ac_kwh, row.dc_kwh, row.avg_temp, row.max_temp,
-                   row.meter_readings, row.vehicle_readings)
+                   row.meter_readings, row.vehicle_readings, getattr(row, "live_soc", None),
+                   getattr(row, "last_seen", None))
 
 
 @dataclass(frozen=True)
@@ -124,23 +140,26 @@ class FleetPage:
     total_dc_kwh: float
     total_meter_readings: int
     total_vehicle_readings: int
+    matched: int = 0
+    efficiency_histogram: list[int] | None = None  # HISTOGRAM_EDGES' bins
 
 
 def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: bool,
-               limit: int, offset: int) -> FleetPage:
-    """Per-vehicle figures over [a, b), sorted and paged, with the fleet's totals.
+               limit: int, offset: int, search: str = "") -> FleetPage:
+    """Per-vehicle figures over [a, b) of the vehicles whose id contains `search`
+    (any case), sorted and paged, with the whole fleet's totals.
 
     `a` and `b` must be in UTC (whole hours are UTC hours)."""
     direction = "DESC" if descending else "ASC"
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
     with read_connection(engine) as conn:
         params = {**rolled_up_params(window_params(a, b), rolled_up_until(conn)),
-                  "limit": limit, "offset": offset}
+                  "limit": limit, "offset": offset, "search": search}
         rows = conn.execute(text(FLEET_PAGE.format(order=order)), params).all()
     t = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
     return FleetPage(page, t.total_vehicles, t.total_ac, t.total_dc, t.total_meter_readings,
-                     t.total_vehicle_readings)
+                     t.total_vehicle_readings, t.matched or 0, t.histogram)
 
 
 def all_vehicles(engine: Engine, a: datetime, b: datetime) -> list[VehicleFigures]:

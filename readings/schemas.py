@@ -77,6 +77,8 @@ class FleetQuerySchema(Schema):
     order = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=BIGINT_MAX))
+    search = fields.String(load_default="", validate=validate.Length(max=64),
+                           metadata={"description": "Only vehicles whose id contains this (any case)."})
 
 
 BUCKETS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
@@ -99,3 +101,16 @@ class AlertsQuerySchema(Schema):
 
     state = fields.String(load_default="open", validate=validate.OneOf(["open", "all"]))
     limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=10_000))
+
+
+class SessionsQuerySchema(Schema):
+    """Query of GET /v1/analytics/sessions (besides the window); the default
+    order of each sort puts the worst first (models/sessions.py)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    sort = fields.String(load_default="loss", validate=validate.OneOf(["loss", "efficiency", "start"]))
+    order = fields.String(load_default=None, validate=validate.OneOf(["asc", "desc"]))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=BIGINT_MAX))

@@ -52,7 +52,7 @@ def test_document_is_served_without_a_token_and_is_openapi_3(client):
 def test_every_route_of_the_app_is_documented(app):
     documented = build_spec(app.config["SETTINGS"])["paths"]
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint.split(".")[-1] == "static":  # files, such as the dashboard's
             continue
         path = rule.rule.replace("<vehicle_id>", "{vehicleId}").replace("<meter_id>", "{meterId}")
         assert path in documented, rule.rule

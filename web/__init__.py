@@ -10,8 +10,19 @@ import settings as settings_module
 from logconfig import configure_logging
 from models.db import create_db_engine
 from readings.validator import ReadingValidator
-from web import errors, openapi
-from web.api import alerts, analytics, dead_letters, fleet, health, ingest, live, meters
+from web import dashboard, errors, openapi
+from web.api import (
+    alerts,
+    analytics,
+    dead_letters,
+    fleet,
+    health,
+    ingest,
+    live,
+    meters,
+    pipeline,
+    sessions,
+)
 from web.observability import init_observability
 from web.ratelimit import init_rate_limit
 from web.server import wsgi_ingest
@@ -42,7 +53,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     init_observability(app)
     init_rate_limit(app, settings)
-    for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, health):
+    for module in (ingest, analytics, fleet, sessions, alerts, live, meters, dead_letters,
+                   pipeline, health, dashboard):
         app.register_blueprint(module.bp)
     openapi.register(app)
     wsgi_ingest.install(app)

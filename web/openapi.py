@@ -61,6 +61,11 @@ def nested(schema: type[Schema], many: bool = False) -> fields.Field:
 Window = body("Window", {"from": at(), "to": at()})
 Counts = body("ReadingCounts", {"meter": whole(), "vehicle": whole()})
 Energy = {"acConsumedKwh": kwh(), "dcDeliveredKwh": kwh(), "efficiencyRatio": kwh(nullable=True)}
+SESSION = {"start": at(), "end": at(), **Energy, "lossKwh": fields.Float(required=True),
+           "lossShare": fields.Float(required=True, allow_none=True), "socStart": fields.Float(required=True),
+           "socEnd": fields.Float(required=True), "avgBatteryTemp": fields.Float(required=True),
+           "maxBatteryTemp": fields.Float(required=True),
+           "meterIds": fields.List(DeviceId(), required=True)}
 LinkEntry = body("LinkEntry", {"vehicleId": DeviceId(), "since": at()})
 COMPONENTS = {
     # Request bodies: the schemas the API validates with.
@@ -81,13 +86,31 @@ COMPONENTS = {
                                          "readings": nested(Counts)}), many=True)}),
     "Fleet": body("Fleet", {
         "window": nested(Window),
-        "totals": nested(body("FleetTotals", {"vehicles": whole(), **Energy, "readings": nested(Counts)})),
+        "totals": nested(body("FleetTotals", {
+            "vehicles": whole(), **Energy, "readings": nested(Counts),
+            "efficiencyHistogram": nested(body("HistogramBin", {
+                "from": fields.Float(required=True, allow_none=True),
+                "to": fields.Float(required=True, allow_none=True), "vehicles": whole()}), many=True)})),
         "vehicles": nested(body("FleetVehicle", {
             "vehicleId": DeviceId(), **Energy, "avgBatteryTemp": temp(), "maxBatteryTemp": temp(),
+            "liveSoc": fields.Float(required=True, allow_none=True), "lastSeen": at(nullable=True),
             "readings": nested(Counts)}), many=True),
         "page": nested(body("FleetPage", {"sort": fields.String(required=True),
                                           "order": fields.String(required=True),
-                                          "limit": whole(minimum=1), "offset": whole()}))}),
+                                          "limit": whole(minimum=1), "offset": whole(),
+                                          "search": fields.String(required=True),
+                                          "matched": whole()}))}),
+    "VehicleSessions": body("VehicleSessions", {
+        "vehicleId": DeviceId(), "window": nested(Window),
+        "sessions": nested(body("Session", SESSION), many=True)}),
+    "FleetSessions": body("FleetSessions", {
+        "window": nested(Window),
+        "sessions": nested(body("FleetSession", {"vehicleId": DeviceId(), **SESSION}), many=True),
+        "page": nested(body("SessionsPage", {
+            "sort": fields.String(required=True), "order": fields.String(required=True),
+            "limit": whole(minimum=1), "offset": whole(), "total": whole()}))}),
+    "Pipeline": body("Pipeline", {"workers": fields.List(fields.String(), required=True),
+                                  "deadLetters": whole()}),
     "Alerts": body("Alerts", {"alerts": nested(body("Alert", {
         "id": whole(), "vehicleId": DeviceId(), "kind": fields.String(required=True),
         "reason": fields.String(required=True), "figures": fields.Dict(required=True),
@@ -217,6 +240,19 @@ def build_spec(settings: Settings) -> dict:
         "/v1/analytics/fleet": {"get": operation(
             "operator", "Every vehicle's figures over the window, sorted and paged.", (200, "Fleet"),
             400, texts={400: BAD_QUERY}, parameters=[*window_query_params(), fleet_query])},
+        "/v1/analytics/performance/{vehicleId}/sessions": {"get": operation(
+            "operator", "The vehicle's charging sessions in the window, oldest first.",
+            (200, "VehicleSessions"), 400, 404, texts={400: BAD_QUERY, 404: UNKNOWN_VEHICLE},
+            parameters=[vehicle_id, *window_query_params()])},
+        "/v1/analytics/sessions": {"get": operation(
+            "operator", "The fleet's charging sessions in the window, worst first, paged.",
+            (200, "FleetSessions"), 400, texts={400: BAD_QUERY},
+            parameters=[*window_query_params(), {"in": "query", "schema": schemas.SessionsQuerySchema}])},
+        "/v1/pipeline": {"get": operation(
+            "operator", "Celery workers that answer a ping (within 1 s), and dead letters waiting.",
+            (200, "Pipeline"))},
+        "/dashboard": {"get": operation(None, "The operators' dashboard (HTML; asks for a token).", (
+            200, {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}))},
         "/v1/alerts": {"get": operation(
             "operator", "Open (or all) alerts, newest first.", (200, "Alerts"), 400,
             texts={400: BAD_QUERY}, parameters=[{"in": "query", "schema": schemas.AlertsQuerySchema}])},

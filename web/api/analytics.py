@@ -7,6 +7,7 @@ from flask import Blueprint, current_app
 from models.analytics import vehicle_known, vehicle_performance, vehicle_series
 from readings.schemas import BUCKETS, SeriesQuerySchema
 from readings.timestamps import format_rfc3339
+from web.api.csv_export import negotiated
 from web.api.params import query, window
 from web.auth import require
 from web.errors import ApiError
@@ -16,6 +17,8 @@ bp.before_request(require("operator"))
 
 MAX_BUCKETS = 5000
 series_query = SeriesQuerySchema()
+SERIES_CSV_COLUMNS = ["start", "acConsumedKwh", "dcDeliveredKwh", "efficiencyRatio", "avgBatteryTemp",
+                      "readings.meter", "readings.vehicle"]
 
 
 @bp.get("/v1/analytics/performance/<vehicle_id>")
@@ -44,7 +47,7 @@ def series(vehicle_id: str):
     if not vehicle_known(engine, vehicle_id):
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
     buckets = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])
-    return {
+    body = {
         "vehicleId": vehicle_id,
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
         "bucket": name,
@@ -55,3 +58,4 @@ def series(vehicle_id: str):
             for b in buckets
         ],
     }
+    return negotiated(body, "series", SERIES_CSV_COLUMNS, f"series-{vehicle_id}.csv")

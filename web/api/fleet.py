@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from models.analytics import ratio
-from models.fleet import fleet_page
+from models.fleet import HISTOGRAM_EDGES, fleet_page
 from readings.schemas import FleetQuerySchema
 from readings.timestamps import format_rfc3339
+from web.api.csv_export import negotiated
 from web.api.params import query, window
 from web.auth import require
 
@@ -15,6 +16,8 @@ bp = Blueprint("fleet", __name__)
 bp.before_request(require("operator"))
 
 fleet_query = FleetQuerySchema()
+CSV_COLUMNS = ["vehicleId", "acConsumedKwh", "dcDeliveredKwh", "efficiencyRatio", "avgBatteryTemp",
+               "maxBatteryTemp", "liveSoc", "lastSeen", "readings.meter", "readings.vehicle"]
 
 
 @bp.get("/v1/analytics/fleet")
@@ -22,8 +25,8 @@ def fleet():
     from_ts, to_ts = window()
     q = query(fleet_query)
     page = fleet_page(current_app.extensions["engine"], from_ts, to_ts, q["sort"],
-                      q["order"] == "desc", q["limit"], q["offset"])
-    return {
+                      q["order"] == "desc", q["limit"], q["offset"], q["search"])
+    body = {
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
         "totals": {
             "vehicles": page.total_vehicles,
@@ -31,13 +34,18 @@ def fleet():
             "dcDeliveredKwh": page.total_dc_kwh,
             "efficiencyRatio": ratio(page.total_dc_kwh, page.total_ac_kwh),
             "readings": {"meter": page.total_meter_readings, "vehicle": page.total_vehicle_readings},
+            "efficiencyHistogram": [{"from": lo, "to": hi, "vehicles": n} for (lo, hi), n
+                                    in zip(HISTOGRAM_EDGES, page.efficiency_histogram, strict=True)],
         },
         "vehicles": [
             {"vehicleId": v.vehicle_id, "acConsumedKwh": v.ac_kwh, "dcDeliveredKwh": v.dc_kwh,
              "efficiencyRatio": v.efficiency, "avgBatteryTemp": v.avg_temp,
-             "maxBatteryTemp": v.max_temp,
+             "maxBatteryTemp": v.max_temp, "liveSoc": v.live_soc,
+             "lastSeen": format_rfc3339(v.last_seen) if v.last_seen else None,
              "readings": {"meter": v.meter_readings, "vehicle": v.vehicle_readings}}
             for v in page.vehicles
         ],
-        "page": {"sort": q["sort"], "order": q["order"], "limit": q["limit"], "offset": q["offset"]},
+        "page": {"sort": q["sort"], "order": q["order"], "limit": q["limit"], "offset": q["offset"],
+                 "search": q["search"], "matched": page.matched},
     }
+    return negotiated(body, "vehicles", CSV_COLUMNS, "fleet.csv")

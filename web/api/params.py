@@ -31,7 +31,10 @@ def window() -> tuple[datetime, datetime]:
         except ValueError:
             raise ApiError(400, f"`{name}` must be an RFC 3339 date-time with a time zone.") from None
     to_ts = bounds.get("to") or datetime.now(UTC)
-    from_ts = bounds.get("from") or to_ts - DEFAULT_WINDOW
+    try:
+        from_ts = bounds.get("from") or to_ts - DEFAULT_WINDOW
+    except OverflowError:  # a `to` within a day of year 1
+        raise ApiError(400, "`to` is too early for the default window: give `from`.") from None
     if from_ts >= to_ts:
         raise ApiError(400, "`from` must be before `to`.")
     return from_ts, to_ts
