@@ -26,6 +26,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 
 from web.auth import matches, token_of
 from web.body import parse_json_any_depth
@@ -60,6 +61,8 @@ class IngestLane:
             status, body, headers = self.serve(environ)
         except Declined:
             return self.flask_wsgi(environ, start_response)
+        except HTTPException as exc:  # the server cut the body off (408)
+            status, body, headers = exc.code, {"error": exc.description}, {}
         except Exception:
             log.exception("unhandled error in the ingest lane")
             status, body, headers = 500, {"error": "Internal error."}, {}
