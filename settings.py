@@ -156,7 +156,6 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
 def _tokens(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = env.get(name)
     if raw is None:
-        log.warning("%s is not set: using the development token", name)
         raw = default
     tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
     if not tokens:
@@ -168,7 +167,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     retention = env.get("RETENTION_DAYS", "").strip()
-    return Settings(
+    settings = Settings(
         database_url=env.get("DATABASE_URL") or Settings.database_url,
         redis_url=env.get("REDIS_URL") or Settings.redis_url,
         redis_prefix=env.get("REDIS_PREFIX") or Settings.redis_prefix,
@@ -204,6 +203,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", Settings.log_format, LOG_FORMATS),
         log_level=_choice(env, "LOG_LEVEL", Settings.log_level, LOG_LEVELS, upper=True),
     )
+    # Only once every setting is good: a bad one is then the only line.
+    for name in ("INGEST_TOKENS", "OPERATOR_TOKENS"):
+        if name not in env:
+            log.warning("%s is not set: using the development token", name)
+    return settings
 
 
 def load_or_exit(env: Mapping[str, str] | None = None) -> Settings:
