@@ -123,9 +123,10 @@ class Handler(PyWSGIHandler):
             return super().handle()
         if not _counts.enter(peer):
             try:
-                self.socket.send(TOO_MANY_CONNECTIONS)
+                self.socket.send(TOO_MANY_CONNECTIONS)  # into an empty send buffer: no wait
             except OSError:
                 pass
+            self.rfile.close()
             self.socket.close()
             return None
         try:
