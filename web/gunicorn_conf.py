@@ -182,7 +182,8 @@ class Handler(PyWSGIHandler):
 
     def get_environ(self):
         env = super().get_environ()
-        if env["wsgi.input"] is self.wsgi_input:  # not an upgrade
+        body = self.wsgi_input
+        if env["wsgi.input"] is body and (body.content_length or body.chunked_input):  # a body to read
             self.wsgi_input = env["wsgi.input"] = body_input.BodyInput(
                 self, self.wsgi_input, _waiting, _settings.body_timeout_s, _settings.max_body_bytes)
         if self.proxied_client is not None:
