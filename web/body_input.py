@@ -51,7 +51,8 @@ class ProgressReader:
                 except OSError:  # gevent cancels the wait of a socket shut down for reading
                     self._check_cut_off()
                     raise
-                if not data:
+                if not data:  # end of input: the client's, or the sweeper's
+                    self._check_cut_off()
                     break
                 parts.append(data)
                 size -= len(data)
@@ -62,12 +63,15 @@ class ProgressReader:
     def readline(self, size: int = -1) -> bytes:
         self.waiting[self.handler] = (time.monotonic() + self.timeout_s, BODY)
         try:
-            return self.rfile.readline(size)
+            line = self.rfile.readline(size)
         except OSError:
             self._check_cut_off()
             raise
         finally:
             self.waiting.pop(self.handler, None)
+        if not line:
+            self._check_cut_off()
+        return line
 
     def _check_cut_off(self) -> None:
         if self.handler.timed_out == BODY:
