@@ -139,6 +139,13 @@ def test_ambiguous_framing_gets_400_and_a_close(edge, framing):
     assert status == 400 and "error" in body and closed
 
 
+def test_a_request_line_over_8192_bytes_gets_414_as_json(edge):
+    conn = connect(edge.port)
+    conn.sendall(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+    status, _, body, closed = read_response(conn)
+    assert status == 414 and "error" in body and closed
+
+
 def open_connections(port: int, source: str, count: int, request: bytes = b"GET /healthz HTTP/1.1\r\n"
                      ) -> list[socket.socket]:
     conns = []

@@ -95,6 +95,7 @@ BAD_REQUEST = refusal("400 Bad Request", "The request is malformed.")
 SMUGGLING = refusal("400 Bad Request", "Send Content-Length or Transfer-Encoding: chunked, not both.")
 HEADERS_TIMED_OUT = refusal("408 Request Timeout",
                             f"The request headers were not complete within {_settings.header_timeout_s:g} s.")
+URI_TOO_LONG = refusal("414 URI Too Long", "The request line is over 8,192 bytes.")
 TOO_MANY_CONNECTIONS = refusal("429 Too Many Requests",
                                "Too many connections from this address.", "Retry-After: 1")
 
@@ -166,7 +167,10 @@ class Handler(PyWSGIHandler):
 
     def handle_one_request(self):
         try:
-            return super().handle_one_request()
+            result = super().handle_one_request()
+            if type(result) is tuple and result[0] == "414":  # gevent's has no JSON body
+                return "414", URI_TOO_LONG
+            return result
         finally:
             if self.proxied_client is not None:
                 _counts.leave(self.proxied_client)
