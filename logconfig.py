@@ -8,7 +8,6 @@ device's data never reaches the logs.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import TextIO
 
@@ -35,10 +34,12 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(stream: TextIO | None = None) -> None:
-    """JSON lines on stderr (LOG_FORMAT=text for plain lines), at LOG_LEVEL (INFO)."""
+def configure_logging(stream: TextIO | None = None, log_format: str = "json",
+                      level: str = "INFO") -> None:
+    """JSON lines on stderr ("text" for plain lines), at `level`: the settings'
+    LOG_FORMAT and LOG_LEVEL, checked in settings.py."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    if os.environ.get("LOG_FORMAT", "json") == "text":
+    if log_format == "text":
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(JsonFormatter(FIELDS, rename_fields={"asctime": "time",
@@ -46,7 +47,6 @@ def configure_logging(stream: TextIO | None = None) -> None:
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
     root.setLevel(level)
     for name in CHATTY:
         logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")

@@ -7,9 +7,11 @@ than failing later on the first request that needs it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +21,11 @@ log = logging.getLogger(__name__)
 
 DEV_INGEST_TOKEN = "dev-ingest-token"
 DEV_OPERATOR_TOKEN = "dev-operator-token"
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+BAD_SETTING_EXIT_STATUS = 2
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
@@ -67,9 +74,30 @@ class Settings:
     session_gap_min: float = 15.0
     # Where the dashboard links to Flower; None: this host, port FLOWER_PORT.
     flower_url: str | None = None
-    flower_port: int = 5555
     # Per-token request limit in the `limits` notation ("100/second;5000/minute"); None: off.
     rate_limit: str | None = None
+    # The web process: its port, gunicorn worker processes, connections each serves.
+    port: int = 8000
+    web_concurrency: int = (os.cpu_count() or 1) + 1
+    web_connections: int = 1000
+    # The edge (web/server/gunicorn_conf.py, web/server/client_limits.py): a request's headers
+    # must be complete this long after its request line; a body that makes no
+    # progress for this long is cut off.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    # Concurrent connections one client address may hold, across the web
+    # processes of a host. A gateway behind a carrier's NAT shares its address
+    # with many others (a mobile carrier may put thousands of SIMs behind a few
+    # addresses): 256 lets about 3,000 gateways that post once a minute, each
+    # connection kept alive 5 s, share one address, and still leaves a flood
+    # from one address a quarter of one process's connections.
+    max_connections_per_client: int = 256
+    # Peers whose X-Forwarded-For names the client (a proxy or load balancer).
+    trusted_proxies: tuple[Network, ...] = ()
+    worker_metrics_port: int = 9808
+    flower_port: int = 5555
+    log_format: str = "json"
+    log_level: str = "INFO"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -101,10 +129,37 @@ def _float(env: Mapping[str, str], name: str, default: float, zero: bool = False
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int, zero: bool = False) -> int:
+    """A TCP port (1 to 65535; 0 too with `zero`, meaning off)."""
+    port = _int(env, name, default, 0 if zero else 1)
+    if port > 65_535:
+        raise SettingsError(f"{name} must be a TCP port (at most 65535), got {port}")
+    return port
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],
+            upper: bool = False) -> str:
+    raw = env.get(name, "").strip()
+    value = (raw.upper() if upper else raw.lower()) or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR blocks (a bare address is a block of one)."""
+    networks = []
+    for item in filter(None, (part.strip() for part in env.get(name, "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"{name} must list IP addresses or CIDR blocks, got {item!r}") from None
+    return tuple(networks)
+
+
 def _tokens(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = env.get(name)
     if raw is None:
-        log.warning("%s is not set: using the development token", name)
         raw = default
     tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
     if not tokens:
@@ -116,7 +171,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     retention = env.get("RETENTION_DAYS", "").strip()
-    return Settings(
+    settings = Settings(
         database_url=env.get("DATABASE_URL") or Settings.database_url,
         redis_url=env.get("REDIS_URL") or Settings.redis_url,
         redis_prefix=env.get("REDIS_PREFIX") or Settings.redis_prefix,
@@ -141,8 +196,34 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         alert_interval_s=_float(env, "ALERT_INTERVAL_S", Settings.alert_interval_s),
         session_gap_min=_float(env, "SESSION_GAP_MIN", Settings.session_gap_min),
         flower_url=env.get("FLOWER_URL", "").strip() or None,
-        flower_port=_int(env, "FLOWER_PORT", Settings.flower_port),
+        port=_port(env, "PORT", Settings.port),
+        web_concurrency=_int(env, "WEB_CONCURRENCY", Settings.web_concurrency),
+        web_connections=_int(env, "WEB_CONNECTIONS", Settings.web_connections),
+        header_timeout_s=_float(env, "HEADER_TIMEOUT_S", Settings.header_timeout_s),
+        body_timeout_s=_float(env, "BODY_TIMEOUT_S", Settings.body_timeout_s),
+        max_connections_per_client=_int(env, "MAX_CONNECTIONS_PER_CLIENT",
+                                        Settings.max_connections_per_client),
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+        worker_metrics_port=_port(env, "WORKER_METRICS_PORT", Settings.worker_metrics_port, zero=True),
+        flower_port=_port(env, "FLOWER_PORT", Settings.flower_port),
+        log_format=_choice(env, "LOG_FORMAT", Settings.log_format, LOG_FORMATS),
+        log_level=_choice(env, "LOG_LEVEL", Settings.log_level, LOG_LEVELS, upper=True),
     )
+    # Only once every setting is good: a bad one is then the only line.
+    for name in ("INGEST_TOKENS", "OPERATOR_TOKENS"):
+        if name not in env:
+            log.warning("%s is not set: using the development token", name)
+    return settings
+
+
+def load_or_exit(env: Mapping[str, str] | None = None) -> Settings:
+    """`load`, for a process's entry point: a bad setting prints one line naming
+    it and exits with status 2, not a traceback."""
+    try:
+        return load(env)
+    except SettingsError as exc:
+        print(f"bad setting: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(BAD_SETTING_EXIT_STATUS) from None
 
 
 def _rate_limit(env: Mapping[str, str]) -> str | None:

@@ -1,6 +1,5 @@
 """Alembic environment: the same DATABASE_URL and metadata as the application."""
 
-import os
 from logging.config import fileConfig
 
 from alembic import context
@@ -9,7 +8,7 @@ from sqlalchemy import create_engine, pool
 from models import alerts, dead_letters, links, live, readings, rollups  # noqa: F401
 from models.db import Base, sqlalchemy_url
 from models.partitions import PARTITION_NAME
-from settings import Settings
+from settings import load_or_exit
 
 config = context.config
 if config.config_file_name is not None:
@@ -23,7 +22,7 @@ def include_name(name, type_, parent_names) -> bool:
 
 def run_migrations_online() -> None:
     """Apply migrations over one connection, in one transaction."""
-    url = os.environ.get("DATABASE_URL") or Settings.database_url
+    url = load_or_exit().database_url
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(

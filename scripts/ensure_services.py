@@ -1,6 +1,6 @@
 """Make sure PostgreSQL and Redis answer, starting local ones if needed.
 
-Reads DATABASE_URL and REDIS_URL from the environment, then from `.env` in the
+Reads DATABASE_URL and REDIS_URL (through settings.py) from the environment, then from `.env` in the
 repository root (which never overrides a variable already set). Creates the
 database named in DATABASE_URL if it is missing. Prints one line per service
 and exits 0 when both answer, 1 otherwise. Safe to run any number of times.
@@ -9,6 +9,7 @@ and exits 0 when both answer, 1 otherwise. Safe to run any number of times.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: settings.py is beside scripts/
+
+from settings import load_or_exit  # noqa: E402
+
 LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 WAIT_S = 30.0
 # What libpq says when no server answers (as opposed to refusing our credentials).
@@ -158,9 +163,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.no_env_file:
         load_dotenv(REPO / ".env")
-    database_url = os.environ.get("DATABASE_URL") or "postgresql://localhost/energy"
-    redis_url = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
-    for ensure, url in ((ensure_postgres, database_url), (ensure_redis, redis_url)):
+    logging.getLogger("settings").setLevel(logging.ERROR)  # the dev-token warning is web's to give
+    settings = load_or_exit()  # a bad value in .env stops `make run` here, with one line
+    for ensure, url in ((ensure_postgres, settings.database_url), (ensure_redis, settings.redis_url)):
         status = ensure(url)
         if not args.quiet:
             print(status, flush=True)

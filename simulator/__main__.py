@@ -6,6 +6,7 @@ import argparse
 import sys
 from datetime import datetime
 
+from settings import load_or_exit
 from simulator import backfill
 
 
@@ -101,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_or_exit()  # like every process: a bad setting stops it with one line, status 2
     args = parser().parse_args(argv)
     if args.degraded > args.vehicles:
         parser().error(f"--degraded ({args.degraded}) is more than --vehicles ({args.vehicles})")

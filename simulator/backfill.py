@@ -20,7 +20,6 @@ that meets a reading stored meanwhile is redone the slow way.
 
 from __future__ import annotations
 
-import os
 import queue
 import struct
 import sys
@@ -40,7 +39,7 @@ from models.db import create_db_engine, sqlalchemy_url
 from models.links import put_links
 from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
 from models.rollups import MeterHourly, VehicleHourly
-from settings import Settings
+from settings import load_or_exit
 from simulator import fleet
 
 PIECE_ROWS = 500_000  # rows of one table per COPY (and per transaction)
@@ -60,7 +59,7 @@ COLUMNS = {
 
 
 def default_database_url() -> str:
-    return os.environ.get("DATABASE_URL") or Settings.database_url
+    return load_or_exit().database_url
 
 
 def floor_minute(value: datetime) -> datetime:

@@ -226,12 +226,17 @@ def worker_factory(settings, tmp_path) -> Iterator[Callable[[], WorkerProcess]]:
         w.stop()
 
 
-@pytest.fixture
-def unused_tcp_port() -> int:
-    """A local port nothing listens on (for a service that is down)."""
+def free_port() -> int:
+    """A local port nothing listens on right now."""
     from tests.servers import spare_port  # imported here: tests.servers imports this module
 
     return spare_port()
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """A local port nothing listens on (for a service that is down)."""
+    return free_port()
 
 
 # -- the web process under gunicorn, as the Procfile runs it ------------------------
@@ -259,28 +264,43 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
-    """The web process as the Procfile runs it, answering on a port of its own."""
-    port = unused_tcp_port
-    env = {
-        **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
-        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-        "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
-        "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
-    }
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "web/server/gunicorn_conf.py", "web:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
+def gunicorn_factory(settings, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start the web process as the Procfile runs it, with extra environment
+    variables, each on a port of its own; all are killed afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(**extra_env: str) -> Gunicorn:
+        port = free_port()
+        env = {
+            **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
+            "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+            "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
+            "OPERATOR_TOKENS": ",".join(settings.operator_tokens), **extra_env,
+        }
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "web/server/gunicorn_conf.py",
+                 "web:create_app()"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        started.append(proc)
         wait_for(lambda: http_status(port, "/healthz") == 200, 30, "gunicorn to answer")
-        yield Gunicorn(proc, port, log_path)
+        return Gunicorn(proc, port, log_path)
+
+    try:
+        yield start
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        for proc in started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+@pytest.fixture
+def gunicorn(gunicorn_factory) -> Gunicorn:
+    """The web process as the Procfile runs it, answering on a port of its own."""
+    return gunicorn_factory()
 
 
 def closed_by_server(conn: http.client.HTTPConnection, within_s: float) -> bool:

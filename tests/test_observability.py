@@ -60,10 +60,9 @@ def test_request_id_is_echoed_or_made(client):
     assert len(client.get("/healthz").headers["X-Request-ID"]) == 32
 
 
-def test_logs_are_json_lines_with_the_request_id(app, client, monkeypatch):
-    monkeypatch.setenv("LOG_LEVEL", "DEBUG")  # access lines are DEBUG
+def test_logs_are_json_lines_with_the_request_id(app, client):
     stream = io.StringIO()
-    configure_logging(stream)
+    configure_logging(stream, level="DEBUG")  # access lines are DEBUG
     try:
         client.post("/v1/ingest", json=[meter()], headers={**INGEST, "X-Request-ID": "req-7"})
     finally:

@@ -32,12 +32,12 @@ from workers.queue import ReadingQueue
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; `test_config` may carry SETTINGS to use instead of the environment."""
-    configure_logging()
     app = Flask(__name__)
     app.config.from_mapping(test_config or {})
     if "SETTINGS" not in app.config:
         app.config["SETTINGS"] = settings_module.load()
     settings = app.config["SETTINGS"]
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
 

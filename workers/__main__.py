@@ -15,5 +15,9 @@ metrics_dir("energy-worker-metrics-")
 
 from celery.__main__ import main  # noqa: E402
 
+from settings import load_or_exit  # noqa: E402
+
+load_or_exit()  # a bad setting: one line and status 2, before Celery starts
+
 sys.argv = ["celery", "--app", "workers.app", *sys.argv[1:]]
 main()

@@ -27,7 +27,7 @@ from workers.queue import ReadingQueue
 
 log = logging.getLogger(__name__)
 
-settings = settings_module.load()
+settings = settings_module.load_or_exit()
 
 MAINTENANCE_INTERVAL_S = 3600
 # An hour is rolled up within this long after it settles (models/rollups.py).
@@ -91,7 +91,7 @@ _queue: ReadingQueue | None = None
 @setup_logging.connect
 def _json_logs(**_: object) -> None:
     """Our JSON logs instead of Celery's own format (connecting this tells Celery)."""
-    configure_logging()
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
 
 
 @beat_init.connect
@@ -105,7 +105,7 @@ def _end_with_the_worker(**_: object) -> None:
 
 @worker_init.connect
 def _serve_metrics(**_: object) -> None:
-    metrics.serve(int(os.environ.get("WORKER_METRICS_PORT", "9808")))
+    metrics.serve(settings.worker_metrics_port)
 
 
 @worker_process_init.connect

@@ -1,20 +1,30 @@
-"""Gunicorn settings for the `web` process (each value can be overridden from the
-environment), and its worker: gunicorn's gevent_pywsgi worker, changed where
-profiles of single-reading POSTs showed time going to waste.
+"""Gunicorn settings for the `web` process (read from settings.py, which checks
+them), and its worker: gunicorn's gevent_pywsgi worker, changed where profiles
+of single-reading POSTs showed time going to waste, and where one hostile
+client could hold the service.
 
 - Headers are parsed by gunicorn's C parser (gunicorn_h1c), not the email package.
 - A response goes out in one send, not two (headers, then body).
 - No socket timeout per read, whose timer gevent arms at every wait; a sweeper
-  closes idle connections instead, and closes them all at once on shutdown.
+  enforces every deadline instead: the wait for a request line (keepalive),
+  for the rest of the headers (HEADER_TIMEOUT_S) and for body progress
+  (BODY_TIMEOUT_S), and closes idle connections at once on shutdown.
+- Connections per client address are capped (MAX_CONNECTIONS_PER_CLIENT,
+  web/server/client_limits.py); over the cap a connection gets 429 and is closed.
+- Content-Length with Transfer-Encoding, or a Transfer-Encoding other than
+  chunked, gets 400 and a close (RFC 9112 6.3: a request smuggling vector).
+- A body the app did not read is not drained: the connection is closed
+  (web/server/body_input.py, which also bounds chunked bodies at MAX_BODY_BYTES).
 - No access-log record is built when there is no access log.
 
 The worker lives here, not in the web package: gunicorn loads it in the master,
-which must not import the app before a worker has monkey-patched.
+which must not import the app before a worker has monkey-patched. The web
+modules it uses are imported in the worker, once it has.
 """
 
 import gc
-import multiprocessing
-import os
+import json
+import mmap
 import socket
 import time
 
@@ -23,13 +33,17 @@ import gunicorn_h1c
 from gevent.pywsgi import OldMessage
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+import settings as settings_module
 from inmemory import IN_MEMORY, metrics_dir
+
+# A bad setting stops the master here: one line naming it, status 2.
+_settings = settings_module.load_or_exit()
 
 # The heartbeat file each worker process writes all the time: in memory (see
 # inmemory.py), like the metrics (on_starting, below).
 worker_tmp_dir = IN_MEMORY
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+bind = f"0.0.0.0:{_settings.port}"
 # gevent: each process serves thousands of connections, kept alive between
 # requests, and lets web/server/group_commit.py gather the readings of many requests
 # into one Redis call. gevent's own HTTP server (gevent_pywsgi) parses requests
@@ -38,8 +52,8 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # later) and Redis calls yield to other requests while they wait. One process
 # more than cores keeps the cores busy while a process waits: single-reading
 # POSTs on 2 cores went from 3,760 req/s (2 processes) to 4,030 (3); 4 gave 3,370.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
-worker_connections = int(os.environ.get("WEB_CONNECTIONS", 1000))
+workers = _settings.web_concurrency
+worker_connections = _settings.web_connections
 # On SIGTERM, requests in flight get this long to finish before workers exit.
 graceful_timeout = 30
 timeout = 60
@@ -49,25 +63,147 @@ accesslog = None
 
 
 MAX_HEADER_LINE, MAX_HEADERS = 65_536, 100
+SWEEP_INTERVAL_S = 0.5
 
-# Connections waiting for their next request line, and since when (monotonic s).
-_idle: dict = {}
+# Connections waiting on their client: handler -> (deadline in monotonic s, phase).
+_waiting: dict = {}
+IDLE, HEADERS = "idle", "headers"  # and web/server/body_input.py's BODY
+
+# Connection counts per client, shared by the worker processes: one row per
+# process (web/server/client_limits.py), twice as many rows as processes, for a reload
+# that starts new workers before the old ones leave.
+COUNT_ROWS = 2 * workers + 2
+_count_memory = mmap.mmap(-1, COUNT_ROWS * 65_536 * 2)  # client_limits.ROW_BYTES a row
+_counts = None  # this worker's ConnectionCounts, once it runs
+
+
+def refusal(status: str, message: str, *headers: str) -> bytes:
+    """A whole response with a JSON error that ends the connection."""
+    body = json.dumps({"error": message}).encode()
+    head = [f"HTTP/1.1 {status}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", "Connection: close", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+BAD_REQUEST = refusal("400 Bad Request", "The request is malformed.")
+SMUGGLING = refusal("400 Bad Request", "Send Content-Length or Transfer-Encoding: chunked, not both.")
+HEADERS_TIMED_OUT = refusal("408 Request Timeout",
+                            f"The request headers were not complete within {_settings.header_timeout_s:g} s.")
+URI_TOO_LONG = refusal("414 URI Too Long", "The request line is over 8,192 bytes.")
+TOO_MANY_CONNECTIONS = refusal("429 Too Many Requests",
+                               "Too many connections from this address.", "Retry-After: 1")
+
+
+class Refusal(ValueError):
+    """A request answered with `response` (from `refusal`) and a close."""
+
+    def __init__(self, code: str, response: bytes) -> None:
+        super().__init__(code)
+        self.code, self.response = code, response
 
 
 class Handler(PyWSGIHandler):
     """gevent's handler with the changes listed above."""
 
     _held = None  # while the headers are written: what to send with them
+    timed_out = None  # the phase the sweeper cut off
+    proxy = False  # whether the peer is a trusted proxy
+    proxied_client = None  # then: the client of the request in hand, counted
+
+    def handle(self):
+        """Serve the connection, unless its address has its share already."""
+        peer = self.client_address[0] if isinstance(self.client_address, tuple) else ""
+        if _settings.trusted_proxies and client_limits.is_trusted(peer, _settings.trusted_proxies):
+            self.proxy = True  # its clients are counted per request (read_request)
+            return super().handle()
+        if not _counts.enter(peer):
+            try:
+                self.socket.send(TOO_MANY_CONNECTIONS)  # into an empty send buffer: no wait
+            except OSError:
+                pass
+            self.rfile.close()
+            self.socket.close()
+            return None
+        try:
+            return super().handle()
+        finally:
+            _counts.leave(peer)
 
     def read_requestline(self):
         # Not a socket timeout: gevent arms a timer for each wait on a socket
-        # with one, about a tenth of a request's CPU. close_idle_connections
-        # sweeps these instead.
-        _idle[self] = time.monotonic()
+        # with one, about a tenth of a request's CPU. The sweeper
+        # (close_overdue_connections) enforces deadlines instead.
+        _waiting[self] = (time.monotonic() + keepalive, IDLE)
         try:
             return super().read_requestline()
         finally:
-            _idle.pop(self, None)
+            _waiting.pop(self, None)
+
+    def read_request(self, raw_requestline):
+        _waiting[self] = (time.monotonic() + _settings.header_timeout_s, HEADERS)
+        try:
+            super().read_request(raw_requestline)
+        finally:
+            _waiting.pop(self, None)
+        if self.timed_out:
+            raise Refusal("408", HEADERS_TIMED_OUT)
+        if self.proxy:
+            self.count_proxied_client()
+        return True
+
+    def count_proxied_client(self):
+        """Count the connection, for this request, against the client its proxy names."""
+        client = client_limits.client_of(self.client_address[0], self.headers.get("X-Forwarded-For", ""),
+                                         _settings.trusted_proxies)
+        if not _counts.enter(client):
+            raise Refusal("429", TOO_MANY_CONNECTIONS)
+        self.proxied_client = client
+
+    def handle_one_request(self):
+        try:
+            result = super().handle_one_request()
+            if type(result) is tuple and result[0] == "414":  # gevent's has no JSON body
+                return "414", URI_TOO_LONG
+            return result
+        finally:
+            if self.proxied_client is not None:
+                _counts.leave(self.proxied_client)
+                self.proxied_client = None
+
+    def _handle_client_error(self, ex):
+        if isinstance(ex, Refusal):
+            return ex.code, ex.response
+        if self.timed_out == HEADERS:
+            return "408", HEADERS_TIMED_OUT
+        super()._handle_client_error(ex)  # logs it
+        return "400", BAD_REQUEST
+
+    def get_environ(self):
+        env = super().get_environ()
+        body = self.wsgi_input
+        if env["wsgi.input"] is body and (body.content_length or body.chunked_input):  # a body to read
+            self.wsgi_input = env["wsgi.input"] = body_input.BodyInput(
+                self, self.wsgi_input, _waiting, _settings.body_timeout_s, _settings.max_body_bytes)
+        if self.proxied_client is not None:
+            env["REMOTE_ADDR"] = self.proxied_client
+        return env
+
+    def start_response(self, status, headers, exc_info=None):
+        # A response before the body was read ends the connection: draining a
+        # body only to throw it away is what a slow client would like.
+        if not self.close_connection and not getattr(self.wsgi_input, "finished", True):
+            headers = [*headers, ("Connection", "close")]
+        return super().start_response(status, headers, exc_info)
+
+    def cut_off(self, phase):
+        """Called by the sweeper: end the wait of `phase`. A cut wait for the
+        next request ends the connection; a cut request gets its 408 first."""
+        _waiting.pop(self, None)
+        self.timed_out = phase
+        try:  # the blocked read returns end-of-file
+            self.socket.shutdown(socket.SHUT_RDWR if phase == IDLE else socket.SHUT_RD)
+        except OSError:
+            pass  # already closed
 
     def MessageClass(self, fp, *args):
         """The request's headers, as gevent's message object, parsed by gunicorn's
@@ -80,6 +216,8 @@ class Handler(PyWSGIHandler):
                 message.set_raw(name.decode("latin-1"), value.decode("latin-1"))
         except (ValueError, gunicorn_h1c.IncompleteError):  # h1c's ParseError is a ValueError
             message.status = "Invalid headers"
+        if "Transfer-Encoding" in message:
+            check_framing(message)
         return message
 
     def log_request(self):
@@ -118,28 +256,52 @@ def read_header_block(fp) -> bytes:
             return b"".join(lines)
 
 
-def close_idle_connections(worker):
-    """Close connections idle for `keepalive` seconds, and all idle ones once the
-    worker is shutting down: gevent's server would wait for a next request
-    forever, and a worker shutting down waits for every connection, so one idle
-    client held each restart for the whole graceful_timeout (30 s)."""
+def check_framing(message) -> None:
+    """Refuse what RFC 9112 section 6.3 calls a smuggling vector: Content-Length
+    with Transfer-Encoding, or a Transfer-Encoding other than chunked (gevent
+    would read such a body as none, and its bytes as the next request)."""
+    if "Content-Length" in message:
+        raise Refusal("400", SMUGGLING)
+    if [coding.strip().lower() for coding in message.get_all("Transfer-Encoding")] != ["chunked"]:
+        raise Refusal("400", BAD_REQUEST)
+
+
+def close_overdue_connections(worker):
+    """Cut off every wait on a client that has passed its deadline, and all
+    waits for a next request once the worker is shutting down: gevent's server
+    would wait for a next request forever, and a worker shutting down waits for
+    every connection, so one idle client held each restart for the whole
+    graceful_timeout (30 s)."""
     while True:
-        gevent.sleep(1)
-        cutoff = time.monotonic() - (worker.cfg.keepalive if worker.alive else 0)
-        for handler, since in list(_idle.items()):
-            if since <= cutoff:
-                try:  # its read returns end-of-file, and gevent closes the connection
-                    handler.socket.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already closed
+        gevent.sleep(SWEEP_INTERVAL_S)
+        now = time.monotonic()
+        for handler, (deadline, phase) in list(_waiting.items()):
+            if deadline <= now or (phase == IDLE and not worker.alive):
+                handler.cut_off(phase)
 
 
 class GeventWorker(GeventPyWSGIWorker):
     wsgi_handler = Handler
 
     def run(self):
-        gevent.spawn(close_idle_connections, self)
+        global _counts, body_input, client_limits
+        from web.server import body_input, client_limits  # now that this process has monkey-patched
+
+        # Without a row of its own (more workers than rows, after TTIN), it counts alone.
+        memory, row = ((_count_memory, self.count_row) if self.count_row is not None
+                       else (mmap.mmap(-1, client_limits.ROW_BYTES), 0))
+        _counts = client_limits.ConnectionCounts(memory, row, _settings.max_connections_per_client)
+        gevent.spawn(close_overdue_connections, self)
         super().run()
+
+
+body_input = client_limits = None  # imported in GeventWorker.run
+
+
+def pre_fork(server, arbiter_worker):
+    """Give the worker about to fork a row of the connection counts no live one uses."""
+    free = set(range(COUNT_ROWS)) - {getattr(w, "count_row", None) for w in server.WORKERS.values()}
+    arbiter_worker.count_row = min(free) if free else None
 
 
 worker_class = GeventWorker

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from readings.validator import readings_of
@@ -62,6 +63,8 @@ class WsgiIngest:
             status, body, headers = self.serve(environ)
         except Declined:
             return self.flask_wsgi(environ, start_response)
+        except HTTPException as exc:  # the server cut the body off (408)
+            status, body, headers = exc.code, {"error": exc.description}, {}
         except Exception:
             log.exception("unhandled error in the WSGI ingest")
             status, body, headers = 500, {"error": "Internal error."}, {}
