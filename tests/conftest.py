@@ -36,7 +36,7 @@ from workers.queue import ReadingQueue
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
           "meter_hourly", "vehicle_hourly",
-          "dead_letters", "alerts")
+          "dead_letters", "alerts", "gateway_devices", "devices", "gateways")
 INGEST = {"Authorization": "Bearer test-ingest"}
 OPERATOR = {"Authorization": "Bearer test-operator"}
 
@@ -124,6 +124,7 @@ def app(settings):
     application.extensions["engine"].dispose()
     application.extensions["queue"].redis.close()
     application.extensions["group_commit"].close()
+    application.extensions["credentials"].close()
 
 
 @pytest.fixture

@@ -7,14 +7,17 @@ from typing import Any
 from flask import Flask
 
 import settings as settings_module
+from credentials.cache import CredentialCache
 from logconfig import configure_logging
 from models.db import create_db_engine
 from web import (
     alerts,
     analytics,
     dead_letters,
+    devices,
     errors,
     fleet,
+    gateways,
     health,
     ingest,
     ingest_lane,
@@ -47,12 +50,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         lambda: ReadingQueue.from_url(settings.redis_url, settings.redis_prefix, single_connection=True),
         settings.max_batch,
     )
+    # Device and gateway tokens; its refresher starts in each process on first use.
+    app.extensions["credentials"] = CredentialCache(
+        app.extensions["engine"], settings.redis_url, settings.redis_prefix)
     app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
 
     errors.register(app)
     init_observability(app)
     init_rate_limit(app, settings)
-    for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, health):
+    for module in (ingest, analytics, fleet, alerts, live, meters, dead_letters, devices, gateways,
+                   health):
         app.register_blueprint(module.bp)
     openapi.register(app)
     ingest_lane.install(app)
