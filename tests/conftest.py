@@ -258,28 +258,43 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
-    """The web process as the Procfile runs it, answering on a port of its own."""
-    port = unused_tcp_port
-    env = {
-        **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
-        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-        "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
-        "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
-    }
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py", "web:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
+def gunicorn_factory(settings, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start web processes as the Procfile runs them, with this test's settings plus
+    `env` (environment variables); all killed after the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(**env: str) -> Gunicorn:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        full_env = {
+            **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
+            "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+            "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
+            "OPERATOR_TOKENS": ",".join(settings.operator_tokens), **env,
+        }
+        log_path = tmp_path / f"gunicorn-{len(started)}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn_conf.py",
+                 "web:create_app()"],
+                cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        started.append(proc)
         wait_for(lambda: http_status(port, "/healthz") == 200, 30, "gunicorn to answer")
-        yield Gunicorn(proc, port, log_path)
-    finally:
+        return Gunicorn(proc, port, log_path)
+
+    yield start
+    for proc in started:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+@pytest.fixture
+def gunicorn(gunicorn_factory) -> Gunicorn:
+    """The web process as the Procfile runs it, answering on a port of its own."""
+    return gunicorn_factory()
 
 
 def closed_by_server(conn: http.client.HTTPConnection, within_s: float) -> bool:
