@@ -297,6 +297,20 @@ def gunicorn(gunicorn_factory) -> Gunicorn:
     return gunicorn_factory()
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (gunicorn's workers, for one)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
 def closed_by_server(conn: http.client.HTTPConnection, within_s: float) -> bool:
     """Whether the server closes this idle connection within `within_s` seconds."""
     conn.sock.settimeout(within_s)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from tests.conftest import OPERATOR, Gunicorn, wait_for
+from tests.conftest import OPERATOR, Gunicorn, child_pids, wait_for
 from tests.readings import meter
 
 PROPAGATION_S = 2.0
@@ -40,19 +40,6 @@ def ingest_status(conn: http.client.HTTPConnection, token: str, reading: dict) -
     return call(conn, "POST", "/v1/ingest", reading, {"Authorization": f"Bearer {token}"})[0]
 
 
-def worker_pids(master: int) -> set[int]:
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == master:
-                children.add(int(entry.name))
-    return children
-
-
 def serving_pid(pids: set[int], server_port: int, client_port: int) -> int | None:
     """Which of the processes holds the server side of the connection from client_port."""
     inode = None
@@ -73,7 +60,7 @@ def serving_pid(pids: set[int], server_port: int, client_port: int) -> int | Non
 
 def connections_to_every_process(web: Gunicorn, token: str) -> list[http.client.HTTPConnection]:
     """Kept-alive connections, at least one served by each web process (each has posted once)."""
-    pids = wait_for(lambda: (p := worker_pids(web.proc.pid)) and len(p) == PROCESSES and p, 30,
+    pids = wait_for(lambda: (p := set(child_pids(web.proc.pid))) and len(p) == PROCESSES and p, 30,
                     "the web processes")
     conns, covered = [], set()
     for _ in range(200):
