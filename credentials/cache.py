@@ -47,9 +47,12 @@ class CredentialsUnavailable(Exception):
     """No snapshot of the registry could be loaded yet (the database does not answer)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Credential:
-    """What one token may write: device id -> (row kind letter, device disabled)."""
+    """What one token may write: device id -> (row kind letter, device disabled).
+
+    Never changed once built (a new snapshot replaces it); not frozen because a
+    frozen dataclass is several times slower to build, 10,000 at a time."""
 
     name: str
     devices: Mapping[str, tuple[str, bool]]
