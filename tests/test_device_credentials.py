@@ -8,6 +8,7 @@ import json
 import pytest
 from sqlalchemy import text
 
+import settings as settings_module
 from credentials.tokens import token_hash
 from tests.conftest import INGEST, OPERATOR, count, wait_for
 from tests.readings import meter, vehicle
@@ -195,3 +196,18 @@ def test_a_bad_patch_is_422_and_changes_nothing(client, body):
     response = client.patch("/v1/devices/M-1", json=body, headers=OPERATOR)
     assert response.status_code == 422
     assert client.get("/v1/devices/M-1", headers=OPERATOR).json["disabled"] is False
+
+
+@pytest.mark.parametrize("env", [{"DEVICE_AUTH": "sometimes"}, {"TOKEN_GRACE_S": "-1"},
+                                 {"TOKEN_GRACE_S": "soon"}])
+def test_a_bad_credentials_setting_is_refused_by_name(env):
+    with pytest.raises(settings_module.SettingsError, match=next(iter(env))):
+        settings_module.load({"INGEST_TOKENS": "a", "OPERATOR_TOKENS": "b", **env})
+
+
+def test_credentials_settings_default_to_optional_and_no_grace():
+    loaded = settings_module.load({"INGEST_TOKENS": "a", "OPERATOR_TOKENS": "b"})
+    assert (loaded.device_auth_required, loaded.token_grace_s) == (False, 0)
+    loaded = settings_module.load({"INGEST_TOKENS": "a", "OPERATOR_TOKENS": "b",
+                                   "DEVICE_AUTH": "Required", "TOKEN_GRACE_S": "30"})
+    assert (loaded.device_auth_required, loaded.token_grace_s) == (True, 30)
