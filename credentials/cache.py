@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.5
 LOAD_WAIT_S = 2.0
+REDIS_TIMEOUT_S = 1.0
 # A queue row starts with its kind's letter (workers/queue.py row format).
 ROW_KIND = {"meter": "m", "vehicle": "v"}
 KIND_OF_ROW = {letter: kind for kind, letter in ROW_KIND.items()}
@@ -127,7 +128,10 @@ class CredentialCache:
         threading.Thread(target=self._run, name="credential-refresher", daemon=True).start()
 
     def _run(self) -> None:
-        client = redis.Redis.from_url(self.redis_url)
+        # Short timeouts: a Redis that stops answering (a partition, not a refusal)
+        # must not hold up the database polls that stand in for its messages.
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
+                                      socket_timeout=REDIS_TIMEOUT_S)
         pubsub = None
         while not self._stop.is_set():
             try:
