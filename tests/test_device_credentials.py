@@ -211,3 +211,21 @@ def test_credentials_settings_default_to_optional_and_no_grace():
     loaded = settings_module.load({"INGEST_TOKENS": "a", "OPERATOR_TOKENS": "b",
                                    "DEVICE_AUTH": "Required", "TOKEN_GRACE_S": "30"})
     assert (loaded.device_auth_required, loaded.token_grace_s) == (True, 30)
+
+
+@pytest.mark.parametrize("csv_body", ["id,kind\nM-1,meter,extra\n", "id,kind\nM-1\n", "id,kind\n",
+                                      "id,kind\nM-1,toaster\n"])
+def test_a_bad_csv_row_is_422_and_registers_nothing(client, engine, csv_body):
+    response = client.post("/v1/devices", data=csv_body, content_type="text/csv", headers=OPERATOR)
+    assert response.status_code == 422, response.json
+    assert count(engine, "devices") == 0
+
+
+def test_too_many_devices_in_one_request_is_413(settings):
+    app = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(settings, max_batch=2)})
+    try:
+        response = app.test_client().post("/v1/devices", json=[
+            {"id": f"M-{i}", "kind": "meter"} for i in range(3)], headers=OPERATOR)
+        assert response.status_code == 413
+    finally:
+        app.extensions["engine"].dispose()

@@ -37,9 +37,11 @@ def create():
     body = csv_body() if request.mimetype == "text/csv" else json_body()
     many = isinstance(body, list)
     items = body if many else [body]
-    if not items or len(items) > current_app.config["SETTINGS"].max_batch:
-        raise ApiError(422, errors={"_schema": [
-            f"Send 1 to {current_app.config['SETTINGS'].max_batch} devices."]})
+    max_batch = current_app.config["SETTINGS"].max_batch
+    if len(items) > max_batch:
+        raise ApiError(413, f"At most {max_batch} devices in one request.")
+    if not items:
+        raise ApiError(422, errors={"_schema": ["Send at least one device."]})
     try:
         loaded = new_devices_schema.load(items)
     except ValidationError as exc:

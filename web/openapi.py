@@ -194,7 +194,8 @@ def build_spec(settings: Settings) -> dict:
     plugin.converter.add_attribute_function(_custom_fields)
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer",
-        "description": "An ingest token (INGEST_TOKENS) for POST /v1/ingest; an operator token "
+        "description": "An ingest token for POST /v1/ingest (fleet-wide from INGEST_TOKENS, or a "
+                       "device's or gateway's from /v1/devices, /v1/gateways); an operator token "
                        "(OPERATOR_TOKENS) for every other endpoint but health and this document."})
     for name, schema in COMPONENTS.items():
         spec.components.schema(name, schema=schema)
