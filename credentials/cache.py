@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import redis
@@ -166,9 +167,10 @@ class CredentialCache:
             while pubsub.get_message(timeout=0) is not None:  # one reload for a burst
                 pass
             return pubsub
-        except redis.RedisError:
+        except Exception:  # Redis down or odd: never let the refresher die; the polls go on
             if pubsub is not None:
-                pubsub.close()
+                with suppress(Exception):
+                    pubsub.close()
             self._stop.wait(self.poll_s)
             return None
 
