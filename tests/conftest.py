@@ -281,7 +281,8 @@ def gunicorn_factory(settings, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
                 cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         started.append(proc)
-        wait_for(lambda: http_status(port, "/healthz") == 200, 30, "gunicorn to answer")
+        # A minute: on a loaded machine, importing the app takes tens of seconds.
+        wait_for(lambda: http_status(port, "/healthz") == 200, 60, "gunicorn to answer")
         return Gunicorn(proc, port, log_path)
 
     yield start

@@ -132,6 +132,7 @@ def test_no_token_is_ever_logged(gunicorn_factory, unused_tcp_port):
     conn.close()
     # A process whose database is gone: the credentials cannot load, errors are logged.
     broken = gunicorn_factory(DATABASE_URL=f"postgresql://127.0.0.1:{unused_tcp_port}/energy",
+                              WEB_CONCURRENCY="1",
                               LOG_LEVEL="DEBUG", GUNICORN_CMD_ARGS="--access-logfile -")
     conn = http.client.HTTPConnection("127.0.0.1", broken.port, timeout=30)
     assert ingest_status(conn, tokens[1], meter("M-1")) == 503
