@@ -74,6 +74,11 @@ class Settings:
     session_gap_min: float = 15.0
     # Where the dashboard links to Flower; None: this host, port FLOWER_PORT.
     flower_url: str | None = None
+    # DEVICE_AUTH=required: POST /v1/ingest takes device and gateway tokens only,
+    # not the fleet-wide INGEST_TOKENS.
+    device_auth_required: bool = False
+    # After a token rotation the old token keeps working this many seconds.
+    token_grace_s: int = 0
     # Per-token request limit in the `limits` notation ("100/second;5000/minute"); None: off.
     rate_limit: str | None = None
     # The web process: its port, gunicorn worker processes, connections each serves.
@@ -189,6 +194,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drain_interval_s=_float(env, "DRAIN_INTERVAL_S", Settings.drain_interval_s),
         drain_task_s=_float(env, "DRAIN_TASK_S", Settings.drain_task_s),
         rate_limit=_rate_limit(env),
+        device_auth_required=_device_auth(env),
+        token_grace_s=_int(env, "TOKEN_GRACE_S", Settings.token_grace_s, 0),
         alert_threshold=_float(env, "ALERT_THRESHOLD", Settings.alert_threshold),
         alert_min_ac_kwh=_float(env, "ALERT_MIN_AC_KWH", Settings.alert_min_ac_kwh),
         alert_max_battery_temp_c=_float(env, "ALERT_MAX_BATTERY_TEMP", Settings.alert_max_battery_temp_c),
@@ -235,3 +242,10 @@ def _rate_limit(env: Mapping[str, str]) -> str | None:
     except ValueError:
         raise SettingsError(f"RATE_LIMIT must read like '100/second;5000/minute', got {raw!r}") from None
     return raw
+
+
+def _device_auth(env: Mapping[str, str]) -> bool:
+    raw = env.get("DEVICE_AUTH", "").strip().lower() or "optional"
+    if raw not in ("optional", "required"):
+        raise SettingsError(f"DEVICE_AUTH must be 'optional' or 'required', got {raw!r}")
+    return raw == "required"

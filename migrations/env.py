@@ -5,7 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from models import alerts, dead_letters, links, live, readings, rollups  # noqa: F401
+from models import alerts, dead_letters, devices, links, live, readings, rollups  # noqa: F401
 from models.db import Base, sqlalchemy_url
 from models.partitions import PARTITION_NAME
 from settings import load_or_exit

@@ -80,7 +80,11 @@ def parser() -> argparse.ArgumentParser:
                     "minute, at up to RATE readings per second in total.",
     )
     live.add_argument("--url", default="http://localhost:8000")
-    live.add_argument("--token", default="dev-ingest-token", help="ingest token")
+    live.add_argument("--token", default="dev-ingest-token",
+                      help="fleet-wide ingest token (unused with --provision)")
+    live.add_argument("--provision", action="store_true",
+                      help="register every device and gateway first (existing ones get new "
+                           "tokens), then post with per-device and per-gateway tokens")
     live.add_argument("--operator-token", default="dev-operator-token",
                       help="operator token, to link each meter to its vehicle first")
     live.add_argument("--no-link", dest="link", action="store_false",

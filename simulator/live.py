@@ -9,6 +9,8 @@ reaches now when --duration ends, and never runs ahead of the real clock, so no
 timestamp lies in the future. Requests go out at up to --rate readings per
 second in total (a slower sender holds simulated time back, never skips a
 reading). 429 and 503 are retried with the same body after their Retry-After.
+With --provision, devices and gateways are registered first and each sender
+posts with its own token (simulator/provision.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from simulator import fleet
+from simulator.provision import Provisioner, ProvisionError, sender_tokens
 
 UNBOUNDED_LOOKBACK_S = 3600.0  # without --duration, speed > 1 catches up with now after this long
 MAX_LOOKBACK_S = 86400.0
@@ -54,6 +57,7 @@ class Options:
     seed: int = 1
     concurrency: int = 16
     progress: bool | None = None
+    provision: bool = False
 
     @classmethod
     def from_args(cls, args) -> Options:
@@ -237,6 +241,10 @@ class Runner:
         self.sim_start = math.floor((now - min(lookback, MAX_LOOKBACK_S)) / 60.0) * 60.0
         self.bar: tqdm | None = None
         self.base_url = options.url.rstrip("/")
+        self.senders = plan_senders(options.vehicles, options.meters, options.gateway_share,
+                                    options.gateway_size, options.seed)
+        # Each sender's token, from --provision; else every sender posts with --token.
+        self.tokens = [options.token] * len(self.senders)
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -330,11 +338,16 @@ class Runner:
         finally:
             bar.close()
 
+    async def provision(self, client: aiohttp.ClientSession) -> None:
+        provisioner = Provisioner(client, self.base_url, self.o.operator_token, self.o.concurrency)
+        self.tokens = await sender_tokens(provisioner, self.senders, self.meter_ids, self.vehicle_ids)
+        gateways = sum(1 for s in self.senders if s.gateway)
+        print(f"provisioned {self.devices:,} devices and {gateways:,} gateways", file=sys.stderr)
+
     # -- readings --------------------------------------------------------------------
 
     async def post_readings(self, client: aiohttp.ClientSession) -> None:
         o = self.o
-        senders = plan_senders(o.vehicles, o.meters, o.gateway_share, o.gateway_size, o.seed)
         profile = fleet.make_profile(o.vehicles, o.degraded, o.seed)
         rng = np.random.default_rng([o.seed, 4])
         state = fleet.initial_state(profile, rng)
@@ -344,9 +357,9 @@ class Runner:
         in_flight: set[asyncio.Task] = set()
         failure: list[BaseException] = []
 
-        async def post(body: bytes, readings: int) -> None:
+        async def post(body: bytes, readings: int, token: str) -> None:
             try:
-                await self.request(client, "POST", "/v1/ingest", body, o.token, readings, counts=True)
+                await self.request(client, "POST", "/v1/ingest", body, token, readings, counts=True)
             except Fatal as exc:
                 failure.append(exc)
                 self.stop.set()
@@ -358,7 +371,7 @@ class Runner:
             minute_start = self.sim_start + 60.0 * minute
             state, values = fleet.step(profile, state, rng)
             readings = MinuteReadings(values, o.meters, o.vehicles, rng, self.meter_ids, self.vehicle_ids)
-            for sender in senders:
+            for sender, token in zip(self.senders, self.tokens, strict=True):
                 delay = clock.seconds_until(minute_start + sender.phase_s)
                 if self.stop.is_set() or (delay > 0 and await self.wait(delay)):
                     break
@@ -370,7 +383,7 @@ class Runner:
                     gate.release()
                     break
                 payload = json.dumps(body if sender.gateway else body[0], separators=(",", ":"))
-                task = asyncio.create_task(post(payload.encode(), len(body)))
+                task = asyncio.create_task(post(payload.encode(), len(body), token))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 self.summary.sim_end = datetime.fromtimestamp(minute_start + sender.phase_s, UTC)
@@ -416,6 +429,8 @@ class Runner:
                 connector=aiohttp.TCPConnector(limit=self.o.concurrency),
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
             ) as client:
+                if self.o.provision:
+                    await self.provision(client)
                 if self.o.link and self.o.meters:
                     await self.link_meters(client)
                 natural = self.devices * self.o.speed / 60.0
@@ -429,7 +444,7 @@ class Runner:
                                 file=sys.stderr, smoothing=0.1,
                                 disable=None if self.o.progress is None else not self.o.progress)
                 await self.post_readings(client)
-        except Fatal as exc:
+        except (Fatal, ProvisionError) as exc:
             self.summary.fatal = str(exc)
         except asyncio.CancelledError:
             self.summary.fatal = "interrupted twice: requests in flight were cut off"

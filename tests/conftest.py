@@ -38,7 +38,7 @@ pytest.register_assert_rewrite("tests.servers")
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
           "meter_hourly", "vehicle_hourly",
-          "dead_letters", "alerts")
+          "dead_letters", "alerts", "gateway_devices", "devices", "gateways")
 INGEST = {"Authorization": "Bearer test-ingest"}
 OPERATOR = {"Authorization": "Bearer test-operator"}
 
@@ -126,6 +126,7 @@ def app(settings):
     application.extensions["engine"].dispose()
     application.extensions["queue"].redis.close()
     application.extensions["group_commit"].close()
+    application.extensions["credentials"].close()
 
 
 @pytest.fixture
@@ -285,7 +286,8 @@ def gunicorn_factory(settings, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         started.append(proc)
-        wait_for(lambda: http_status(port, "/healthz") == 200, 30, "gunicorn to answer")
+        # A minute: on a loaded machine, importing the app takes tens of seconds.
+        wait_for(lambda: http_status(port, "/healthz") == 200, 60, "gunicorn to answer")
         return Gunicorn(proc, port, log_path)
 
     try:
@@ -301,6 +303,20 @@ def gunicorn_factory(settings, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
 def gunicorn(gunicorn_factory) -> Gunicorn:
     """The web process as the Procfile runs it, answering on a port of its own."""
     return gunicorn_factory()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (gunicorn's workers, for one)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
 
 
 def closed_by_server(conn: http.client.HTTPConnection, within_s: float) -> bool:

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 
 from models.db import create_db_engine
-from tests.conftest import INGEST, closed_by_server, wait_for
+from tests.conftest import INGEST, child_pids, closed_by_server, wait_for
 from tests.readings import NOW, meter, vehicle
 from web import create_app
 
@@ -264,19 +264,6 @@ def test_sigterm_mid_batch_finishes_or_returns_the_batch(client, queue, engine, 
     assert_stored_exactly_once(engine, feed)
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def _accepted_by_a_worker(master_pid: int, server_port: int, client_port: int) -> bool:
     """Whether a gunicorn worker holds the server end of our connection (it has accept()ed it)."""
     inodes = set()
@@ -287,7 +274,7 @@ def _accepted_by_a_worker(master_pid: int, server_port: int, client_port: int) -
             if (int(local.rsplit(":", 1)[1], 16) == server_port
                     and int(remote.rsplit(":", 1)[1], 16) == client_port and inode != "0"):
                 inodes.add(f"socket:[{inode}]")
-    for pid in _children(master_pid):
+    for pid in child_pids(master_pid):
         try:
             fds = list(Path(f"/proc/{pid}/fd").iterdir())
         except OSError:

@@ -3,6 +3,8 @@ no 5xx, and no status or body the document does not describe."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -49,12 +51,18 @@ def test_document_is_served_without_a_token_and_is_openapi_3(client):
         assert op.definition.raw["responses"], op.label
 
 
+def camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
 def test_every_route_of_the_app_is_documented(app):
     documented = build_spec(app.config["SETTINGS"])["paths"]
     for rule in app.url_map.iter_rules():
         if rule.endpoint.split(".")[-1] == "static":  # files, such as the dashboard's
             continue
-        path = rule.rule.replace("<vehicle_id>", "{vehicleId}").replace("<meter_id>", "{meterId}")
+        # Flask's <device_id> is the document's {deviceId}.
+        path = re.sub(r"<(\w+)>", lambda m: "{" + camel(m[1]) + "}", rule.rule)
         assert path in documented, rule.rule
         assert rule.methods - {"HEAD", "OPTIONS"} <= {m.upper() for m in documented[path]}, rule.rule
 

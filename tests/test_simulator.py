@@ -262,3 +262,19 @@ def test_live_retries_the_same_body_after_retry_after():
     assert summary.retries[429] == len(ThrottlingStub.seen)  # every body once
     assert summary.requests == ThrottlingStub.posts
     assert not summary.errors and summary.links == 6
+
+
+def test_live_provisions_its_fleet_and_posts_with_its_own_tokens(gunicorn, queue, engine):
+    """No fleet-wide token (--token is wrong): every request carries a device's or gateway's."""
+    command = [sys.executable, "-m", "simulator", "live", "--url", gunicorn, "--token", "not-a-token",
+               "--operator-token", "test-operator", "--vehicles", "10", "--meters", "10",
+               "--rate", "500", "--duration", "3", "--speed", "60", "--gateway-size", "5",
+               "--gateway-share", "0.5", "--no-progress", "--provision"]
+    for _ in range(2):  # the second run finds the fleet registered and rotates its tokens
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "errors: none" in done.stdout and "provisioned 20 devices and 2 gateways" in done.stderr
+    assert rows(engine, "SELECT count(*) FROM devices") == [(20,)]
+    attached = rows(engine, "SELECT gateway_id, count(*) FROM gateway_devices GROUP BY 1 ORDER BY 1")
+    assert attached == [("GW-1", 5), ("GW-2", 5)]
+    assert queue.backlog() > 20

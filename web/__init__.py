@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask
 
 import settings as settings_module
+from credentials.cache import CredentialCache
 from logconfig import configure_logging
 from models.db import create_db_engine
 from readings.validator import ReadingValidator
@@ -15,7 +16,9 @@ from web.api import (
     alerts,
     analytics,
     dead_letters,
+    devices,
     fleet,
+    gateways,
     health,
     ingest,
     live,
@@ -48,13 +51,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         lambda: ReadingQueue.from_url(settings.redis_url, settings.redis_prefix, single_connection=True),
         settings.max_batch,
     )
+    # Device and gateway tokens; its refresher starts in each process on first use.
+    app.extensions["credentials"] = CredentialCache(
+        app.extensions["engine"], settings.redis_url, settings.redis_prefix)
     app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
 
     errors.register(app)
     init_observability(app)
     init_rate_limit(app, settings)
     for module in (ingest, analytics, fleet, sessions, alerts, live, meters, dead_letters,
-                   pipeline, health, dashboard):
+                   devices, gateways, pipeline, health, dashboard):
         app.register_blueprint(module.bp)
     openapi.register(app)
     wsgi_ingest.install(app)

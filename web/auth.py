@@ -2,6 +2,8 @@
 
 Decided before the body is looked at. Every configured token is compared, in
 constant time, so the answer's timing tells nothing about how close a guess was.
+Device and gateway tokens (credentials/) are looked up by their hash instead;
+which readings such a token may write is checked once the readings are known.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterable
 
-from flask import current_app, request
+from flask import current_app, g, request
 
+from credentials.cache import Credential, CredentialCache, CredentialsUnavailable
+from settings import Settings
 from web.errors import ApiError
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="energy"'}
@@ -38,18 +42,52 @@ def matches(token: str, allowed: Iterable[str]) -> bool:
 
 
 def require(kind: str) -> Callable[[], None]:
-    """A before_request hook admitting only tokens of `kind` ('ingest' or 'operator')."""
+    """A before_request hook admitting only tokens of `kind` ('ingest' or 'operator').
+
+    For 'ingest' it leaves in `g.credential` the device or gateway credential the
+    token opens, or None for a fleet-wide token (which may write any device).
+    """
 
     def check() -> None:
         settings = current_app.config["SETTINGS"]
-        kinds = {"ingest": settings.ingest_tokens, "operator": settings.operator_tokens}
         token = bearer_token()
         if token is None:
             raise ApiError(401, "Missing or malformed bearer token.", headers=CHALLENGE)
-        if matches(token, kinds[kind]):
+        credentials = current_app.extensions["credentials"]
+        if kind == "ingest":
+            g.credential = ingest_credential(token, settings, credentials)
             return
-        if any(matches(token, tokens) for tokens in kinds.values()):
-            raise ApiError(403, f"This token may not be used here: an {kind} token is needed.")
+        if matches(token, settings.operator_tokens):
+            return
+        if matches(token, settings.ingest_tokens) or known(token, credentials):
+            raise ApiError(403, "This token may not be used here: an operator token is needed.")
         raise ApiError(401, "Unknown bearer token.", headers=CHALLENGE)
 
     return check
+
+
+def ingest_credential(token: str, settings: Settings, credentials: CredentialCache) -> Credential | None:
+    """The device or gateway credential of an ingest token, None for a fleet-wide one; else ApiError."""
+    if matches(token, settings.ingest_tokens):
+        if settings.device_auth_required:
+            raise ApiError(401, "Fleet-wide ingest tokens are refused here (DEVICE_AUTH=required): "
+                                "use a device or gateway token.", headers=CHALLENGE)
+        return None
+    try:
+        credential = credentials.lookup(token)
+    except CredentialsUnavailable:
+        raise ApiError(503, "Device credentials are unavailable; retry later.",
+                       headers={"Retry-After": "5"}) from None
+    if credential is not None:
+        return credential
+    if matches(token, settings.operator_tokens):
+        raise ApiError(403, "This token may not be used here: an ingest token is needed.")
+    raise ApiError(401, "Unknown bearer token.", headers=CHALLENGE)
+
+
+def known(token: str, credentials: CredentialCache) -> bool:
+    """Whether the token is a device or gateway token (False while that cannot be told)."""
+    try:
+        return credentials.lookup(token) is not None
+    except CredentialsUnavailable:
+        return False

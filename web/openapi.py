@@ -17,9 +17,11 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app
 from marshmallow import Schema, fields, validate
 
+from models.devices import KINDS
 from readings import schemas
 from readings.fields import DeviceId, JsonNumber, Timestamp
 from settings import Settings
+from web.api import device_schemas
 from web.api.analytics import MAX_BUCKETS
 from web.api.dead_letters import MAX_PAGE, REDRIVE_DEFAULT
 from web.api.params import DEFAULT_WINDOW
@@ -67,6 +69,9 @@ SESSION = {"start": at(), "end": at(), **Energy, "lossKwh": fields.Float(require
            "maxBatteryTemp": fields.Float(required=True),
            "meterIds": fields.List(DeviceId(), required=True)}
 LinkEntry = body("LinkEntry", {"vehicleId": DeviceId(), "since": at()})
+Device = body("Device", {
+    "id": DeviceId(), "kind": fields.String(required=True, validate=validate.OneOf(KINDS)),
+    "created": at(), "lastSeen": at(nullable=True), "disabled": fields.Boolean(required=True)})
 COMPONENTS = {
     # Request bodies: the schemas the API validates with.
     "MeterReading": schemas.MeterReadingSchema, "VehicleReading": schemas.VehicleReadingSchema,
@@ -124,6 +129,18 @@ COMPONENTS = {
             "reading": fields.Dict(required=True)}), many=True),
         "next": fields.Integer(required=True, allow_none=True)}),
     "Redriven": body("Redriven", {"redriven": whole()}),
+    "NewDevice": device_schemas.NewDeviceSchema, "DevicePatch": device_schemas.DevicePatchSchema,
+    "NewGateway": device_schemas.NewGatewaySchema,
+    "DeviceToken": body("DeviceToken", {
+        "id": DeviceId(), "kind": fields.String(required=True, validate=validate.OneOf(KINDS)),
+        "token": fields.String(required=True, metadata={"description": "Shown only this once."})}),
+    "Token": body("Token", {"id": DeviceId(), "token": fields.String(required=True, metadata={
+        "description": "Shown only this once."})}),
+    "Device": Device,
+    "Devices": body("Devices", {"devices": nested(Device, many=True), "page": nested(body(
+        "DevicesPage", {"limit": whole(minimum=1), "offset": whole()}))}),
+    "Gateway": body("Gateway", {"id": DeviceId(), "disabled": fields.Boolean(required=True),
+                                "created": at(), "devices": fields.List(DeviceId(), required=True)}),
     "Health": body("Health", {"status": fields.String(required=True, validate=validate.Equal("ok"))}),
     "Readiness": body("Readiness", {"postgres": fields.String(required=True, validate=UP),
                                     "redis": fields.String(required=True, validate=UP)}),
@@ -207,7 +224,8 @@ def build_spec(settings: Settings) -> dict:
     plugin.converter.add_attribute_function(_custom_fields)
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer",
-        "description": "An ingest token (INGEST_TOKENS) for POST /v1/ingest; an operator token "
+        "description": "An ingest token for POST /v1/ingest (fleet-wide from INGEST_TOKENS, or a "
+                       "device's or gateway's from /v1/devices, /v1/gateways); an operator token "
                        "(OPERATOR_TOKENS) for every other endpoint but health and this document."})
     for name, schema in COMPONENTS.items():
         spec.components.schema(name, schema=schema)
@@ -290,6 +308,14 @@ def build_spec(settings: Settings) -> dict:
         "/openapi.json": {"get": operation(None, "This document.", (200, {
             "description": "OpenAPI 3", **json_content({"type": "object"})}))},
     }
+    ops.update(registry_operations(batch_max=settings.max_batch))
+    ops["/v1/ingest"]["post"]["responses"]["403"] = {
+        "description": "A token of the wrong kind ({\"error\"}); or a device or gateway token "
+                       "sending readings it may not write, or of a disabled device: `errors` "
+                       "names each such index. Nothing of the request is queued.",
+        **json_content({"oneOf": [ref("Error"), ref("ValidationErrors")]})}
+    ops["/v1/ingest"]["post"]["responses"]["503"]["description"] += (
+        " Or device credentials cannot be loaded (the database does not answer).")
     ops["/readyz"]["get"]["responses"]["503"] = {"description": "A dependency does not answer.",
                                                  **json_content(ref("Readiness"))}
     for path, operations in ops.items():
@@ -299,6 +325,62 @@ def build_spec(settings: Settings) -> dict:
                 op["responses"]["429"] = error(429)
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def registry_operations(batch_max: int) -> dict:
+    """The device registry's and gateways' paths (web/api/devices.py, web/api/gateways.py)."""
+    device_id = param("deviceId", "path", DEVICE_ID, example="M-101")
+    gateway_id = param("gatewayId", "path", DEVICE_ID, example="G-1")
+    no_device = {404: "No such device."}
+    created = {201: "Created; the token is shown only in this answer."}
+    many = {"type": "array", "minItems": 1, "maxItems": batch_max, "items": ref("NewDevice")}
+    csv_upload = {"type": "string", "description": "A header row `id,kind`, then one device a row."}
+    patch = {"required": True, **json_content(ref("DevicePatch"))}
+    return {
+        "/v1/devices": {
+            "post": operation(
+                "operator", "Register one device, or many (an array, or a CSV upload).",
+                (201, {"description": created[201], **json_content({"oneOf": [
+                    ref("DeviceToken"), {"type": "array", "items": ref("DeviceToken")}]})}),
+                400, 409, 413, 415, 422,
+                texts={409: "An id is registered already; nothing was created."},
+                requestBody={"required": True, "content": {
+                    "application/json": {"schema": {"oneOf": [ref("NewDevice"), many]}},
+                    "text/csv": {"schema": csv_upload}}}),
+            "get": operation(
+                "operator", "Devices in id order, with kind, created, last seen and disabled.",
+                (200, "Devices"), 400, texts={400: BAD_QUERY},
+                parameters=[{"in": "query", "schema": device_schemas.DevicesQuerySchema}])},
+        "/v1/devices/{deviceId}": {
+            "get": operation("operator", "One device.", (200, "Device"), 404, texts=no_device,
+                             parameters=[device_id]),
+            "patch": operation("operator", "Disable or enable a device (within 2 s everywhere).",
+                               (200, "Device"), 400, 404, 413, 415, 422, texts=no_device,
+                               parameters=[device_id], requestBody=patch)},
+        "/v1/devices/{deviceId}/token": {"post": operation(
+            "operator", "A new token; the old one works TOKEN_GRACE_S more seconds.",
+            (201, "Token"), 404, texts={**no_device, **created}, parameters=[device_id])},
+        "/v1/gateways": {"post": operation(
+            "operator", "Register a gateway.", (201, "Token"), 400, 409, 413, 415, 422,
+            texts={**created, 409: "The id is registered already."},
+            requestBody={"required": True, **json_content(ref("NewGateway"))})},
+        "/v1/gateways/{gatewayId}": {
+            "get": operation("operator", "A gateway and its devices.", (200, "Gateway"), 404,
+                             parameters=[gateway_id]),
+            "patch": operation("operator", "Disable or enable a gateway.", (200, "Gateway"),
+                               400, 404, 413, 415, 422, parameters=[gateway_id], requestBody=patch)},
+        "/v1/gateways/{gatewayId}/token": {"post": operation(
+            "operator", "A new token; the old one works TOKEN_GRACE_S more seconds.",
+            (201, "Token"), 404, texts=created, parameters=[gateway_id])},
+        "/v1/gateways/{gatewayId}/devices/{deviceId}": {
+            "put": operation("operator", "Let the gateway post the device's readings.",
+                             (200, "Gateway"), 404, texts={404: "No such gateway or device."},
+                             parameters=[gateway_id, device_id]),
+            "delete": operation("operator", "Stop the gateway posting the device's readings.",
+                                (204, {"description": "Detached."}), 404,
+                                texts={404: "No such gateway, or the device is not attached."},
+                                parameters=[gateway_id, device_id])},
+    }
 
 
 def _custom_fields(self, field: fields.Field, **kwargs) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, g
 
 from readings.rows import METER
 from readings.validator import readings_of
@@ -46,6 +46,10 @@ def ingest():
     if errors:
         READINGS_REJECTED.labels("invalid").inc(len(readings))
         raise ApiError(422, errors=errors if isinstance(body, list) else errors[0])
+    refusals = g.credential.refusals(rows) if g.credential is not None else None
+    if refusals:
+        READINGS_REJECTED.labels("forbidden").inc(len(readings))
+        raise ApiError(403, errors=refusals)
     queue_rows(current_app.extensions["group_commit"], rows, settings)
     return {"accepted": len(rows)}, 202
 

@@ -2,10 +2,11 @@
 
 At thousands of single-reading requests a second, Flask's request context,
 routing, hooks and response objects cost several times the work of the request
-itself. This WSGI middleware serves the common case directly: an ingest token,
-a JSON body of known length, readings that validate, and a queue that takes
-them. It uses the same pieces as the Flask view (token check, strict JSON,
-validator, group commit, metrics), so nothing is decided twice in two ways.
+itself. This WSGI middleware serves the common case directly: an ingest token
+(fleet-wide, or a device's or gateway's that may write every reading), a JSON
+body of known length, readings that validate, and a queue that takes them. It
+uses the same pieces as the Flask view (token check, strict JSON, validator,
+group commit, metrics), so nothing is decided twice in two ways.
 
 Anything else goes to the Flask app untouched (the body it read is put back),
 and Flask answers it: every 4xx comes from the one place that words them. Only
@@ -29,6 +30,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from credentials.cache import CredentialsUnavailable
 from readings.validator import readings_of
 from web.api.ingest import queue_rows
 from web.auth import matches, token_of
@@ -54,6 +56,7 @@ class WsgiIngest:
         self.settings = app.config["SETTINGS"]
         self.validator = app.extensions["validator"]
         self.group_commit = app.extensions["group_commit"]
+        self.credentials = app.extensions["credentials"]
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
@@ -83,21 +86,36 @@ class WsgiIngest:
 
     def serve(self, environ: dict) -> tuple[int, dict, dict[str, str]]:
         """(status, body, headers) for the common case; Declined for anything else."""
-        token = token_of(environ.get("HTTP_AUTHORIZATION", ""))
-        if token is None or not matches(token, self.settings.ingest_tokens):
-            raise Declined
+        credential = self.credential(environ)
         content_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if content_type != "application/json":
             raise Declined
         readings = self.readings(environ)
         rows, errors = self.validator.validate(readings)
-        if errors:
+        if errors or (credential is not None and credential.refusals(rows)):
             raise Declined
         try:
             queue_rows(self.group_commit, rows, self.settings)
         except ApiError as exc:
             return exc.status, exc.body, exc.headers
         return 202, {"accepted": len(rows)}, {}
+
+    def credential(self, environ: dict):
+        """The request's device or gateway credential, None for a fleet-wide token; else Declined."""
+        token = token_of(environ.get("HTTP_AUTHORIZATION", ""))
+        if token is None:
+            raise Declined
+        if matches(token, self.settings.ingest_tokens):
+            if self.settings.device_auth_required:
+                raise Declined
+            return None
+        try:
+            credential = self.credentials.lookup(token)
+        except CredentialsUnavailable:
+            raise Declined from None
+        if credential is None:
+            raise Declined
+        return credential
 
     def readings(self, environ: dict) -> list[Any]:
         """The body's readings, read and parsed; Declined (body put back) unless well-formed."""
