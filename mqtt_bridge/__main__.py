@@ -23,7 +23,9 @@ def main() -> int:
     except settings_module.SettingsError as exc:
         print(f"mqtt bridge: {exc}", file=sys.stderr)
         return 2
-    queue = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix, single_connection=True)
+    # Pooled, not single_connection: that one connects at once, and the bridge
+    # must start (and hold its messages) while Redis is down.
+    queue = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
     bridge = Bridge(settings, queue, validator(settings))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: bridge.stop())

@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import queue as inbox_queue
 import threading
+import time
+from collections import Counter
 
 import paho.mqtt.client as mqtt
 import redis
@@ -42,6 +44,7 @@ RECEIVE_MAXIMUM = 2000
 # A batch closes at this many readings (or when the inbox is empty).
 BATCH_READINGS = 5000
 KEEPALIVE_S = 30
+FULL_LOG_INTERVAL_S = 60
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our id
 
 
@@ -58,6 +61,7 @@ class Bridge:
         self.inbox: inbox_queue.SimpleQueue[mqtt.MQTTMessage] = inbox_queue.SimpleQueue()
         self.stopping = threading.Event()
         self.taken_over = False
+        self.full_logged_at = -FULL_LOG_INTERVAL_S
         self.client = self._client()
 
     def _client(self) -> mqtt.Client:
@@ -71,6 +75,7 @@ class Bridge:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # -- paho's network thread -------------------------------------------------
@@ -84,6 +89,13 @@ class Bridge:
         log.info("connected to %s as %s (%s session)", self.broker, self.settings.mqtt_client_id,
                  "resumed" if flags.session_present else "new")
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in messages.subscriptions()])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes: list[ReasonCode], properties) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("the broker refused the subscriptions: %s", ", ".join(refused))
+        else:
+            log.info("subscribed to %s", ", ".join(messages.subscriptions()))
 
     def _on_disconnect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
         metrics.CONNECTED.set(0)
@@ -120,44 +132,55 @@ class Bridge:
     def stop(self) -> None:
         self.stopping.set()
 
-    def next_batch(self, wait_s: float = 0.5) -> list[tuple[mqtt.MQTTMessage, list]]:
-        """Messages that have arrived (waiting up to wait_s for one), with their rows."""
+    def next_batch(self, wait_s: float = 0.5) -> list[tuple[mqtt.MQTTMessage, str, list]]:
+        """Messages that have arrived (waiting up to wait_s for one), with outcome and rows."""
         try:
-            first = self.inbox.get(timeout=wait_s)
+            message = self.inbox.get(timeout=wait_s)
         except inbox_queue.Empty:
             return []
-        batch = [(first, self.rows(first))]
-        readings = len(batch[0][1])
-        while readings < BATCH_READINGS:
+        batch, readings = [], 0
+        while True:
+            batch.append((message, *self.rows(message)))
+            readings += len(batch[-1][2])
+            if readings >= BATCH_READINGS:
+                return batch
             try:
                 message = self.inbox.get_nowait()
             except inbox_queue.Empty:
-                break
-            batch.append((message, self.rows(message)))
-            readings += len(batch[-1][1])
-        return batch
+                return batch
 
-    def rows(self, message: mqtt.MQTTMessage) -> list[list]:
-        """The message's readings as queue rows, or one dead-letter row."""
+    def rows(self, message: mqtt.MQTTMessage) -> tuple[str, list[list]]:
+        """The message's outcome ("queued" or why it was refused) and its queue rows:
+        its readings, or one dead-letter row."""
         try:
-            rows = messages.rows_of(message.topic, message.payload, self.validator, self.settings)
+            return "queued", messages.rows_of(message.topic, message.payload, self.validator, self.settings)
         except messages.Refused as refused:
-            metrics.MESSAGES.labels(refused.reason).inc()
             # Topic, reason and size: never the payload, which may hold anything.
             log.warning("message on %s dead-lettered: %s (%d bytes)", message.topic, refused.reason,
                         len(message.payload))
-            return [messages.dead_letter(message.topic, message.payload, refused)]
-        metrics.MESSAGES.labels("queued").inc()
-        metrics.READINGS.inc(len(rows))
-        return rows
+            return refused.reason, [messages.dead_letter(message.topic, message.payload, refused)]
 
-    def handle(self, batch: list[tuple[mqtt.MQTTMessage, list]]) -> None:
+    def handle(self, batch: list[tuple[mqtt.MQTTMessage, str, list]]) -> None:
         """Queue the batch (retrying until the queue takes it), then acknowledge it."""
-        rows = [row for _, message_rows in batch for row in message_rows]
+        rows = [row for _, _, message_rows in batch for row in message_rows]
         if not self.put(rows):
             return  # stopping: the broker sends the batch again to whoever resumes the session
-        for message, _ in batch:
+        for message, _, _ in batch:
             self.client.ack(message.mid, message.qos)
+        for outcome, n in Counter(outcome for _, outcome, _ in batch).items():
+            metrics.MESSAGES.labels(outcome).inc(n)
+        metrics.READINGS.inc(sum(len(rows) for _, outcome, rows in batch if outcome == "queued"))
+
+    def report_hold(self, reason: str) -> None:
+        """Log that acknowledgements are held: every time Redis is down, at most once
+        a minute for a full queue (routine under overload: the metric counts each)."""
+        now = time.monotonic()
+        if reason == "backlog_full" and now - self.full_logged_at < FULL_LOG_INTERVAL_S:
+            return
+        if reason == "backlog_full":
+            self.full_logged_at = now
+        log.log(logging.INFO if reason == "backlog_full" else logging.WARNING,
+                "the queue cannot take a batch (%s): holding acknowledgements", reason)
 
     def put(self, rows: list[list]) -> bool:
         """Queue the rows; on a full queue or Redis down, wait and retry. False if stopped first."""
@@ -168,10 +191,10 @@ class Bridge:
                 return True
             except QueueFull:
                 reason = "backlog_full"
-            except redis.RedisError as exc:
+            except redis.RedisError:
                 reason = "queue_unavailable"
-                if backoff.failures == 0:
-                    log.warning("queue unavailable; holding acknowledgements: %s", type(exc).__name__)
+            if backoff.failures == 0:
+                self.report_hold(reason)
             metrics.QUEUE_WAITS.labels(reason).inc()
             if self.stopping.wait(backoff.failed()):
                 return False
