@@ -260,11 +260,12 @@ class MosquittoServer:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 10) -> MosquittoServer:
+    def start(self, timeout_s: float = 10, config: str | None = None) -> MosquittoServer:
+        """Start with an anonymous listener on the port, or with `config` (which names its listener)."""
         self.conf_path.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_inflight_messages 2000\nmax_queued_messages 1000000\n"
-            f"log_dest file {self.log_path}\nlog_type error\nlog_type warning\nlog_type notice\n"
+            (config or f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                       "max_inflight_messages 2000\nmax_queued_messages 1000000\n")
+            + f"log_dest file {self.log_path}\nlog_type error\nlog_type warning\nlog_type notice\n"
             # As root it would switch to the `mosquitto` user, who cannot write here.
             + ("user root\n" if os.geteuid() == 0 else "")
         )

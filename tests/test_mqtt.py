@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from datetime import timedelta
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.conftest import OPERATOR, ROOT, count, wait_for
@@ -239,3 +241,61 @@ def test_bridge_imports_neither_flask_nor_gunicorn():
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# -- 5. The shipped broker configuration ---------------------------------------------------
+
+
+@pytest.fixture
+def shipped_mosquitto(tmp_path):
+    """A mosquitto running deploy/mosquitto/ (its passwd and acl), on a spare port."""
+    from tests.servers import MosquittoServer, spare_port
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "deploy" / "mosquitto", config_dir)
+    (tmp_path / "data").mkdir()
+    server = MosquittoServer(tmp_path, spare_port())
+    config = (config_dir / "mosquitto.conf").read_text()
+    config = config.replace("/mosquitto/config", str(config_dir))
+    config = config.replace("/mosquitto/data", str(tmp_path / "data"))
+    config = config.replace("\nlistener 1883\n", f"\nlistener {server.port} 127.0.0.1\n")
+    try:
+        yield server.start(config=config)
+    finally:
+        server.stop()
+
+
+def connect_as(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, list]:
+    """A device's client (or None for refused) and the CONNACK reason codes it saw."""
+    seen: list = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{user}", protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, u, flags, reason, props: seen.append(reason)
+    if user:
+        client.username_pw_set(user, password)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    wait_for(lambda: seen, 10, "a CONNACK")
+    return client, seen
+
+
+def test_shipped_broker_config_lets_a_device_publish_its_own_topic_only(settings, queue, shipped_mosquitto,
+                                                                         tmp_path):
+    url = f"mqtt://energy-bridge:dev-bridge-password@127.0.0.1:{shipped_mosquitto.port}"
+    bridge = BridgeProcess(settings, url, "test-bridge-acl", tmp_path / "bridge.log").start()
+    try:
+        anonymous, seen = connect_as(shipped_mosquitto.port, None, None)
+        anonymous.loop_stop()
+        assert seen[0].is_failure
+        device, seen = connect_as(shipped_mosquitto.port, "M-00001", "dev-device-password")
+        assert not seen[0].is_failure
+        own = device.publish("telemetry/meters/M-00001", json.dumps(meter("M-00001", at=T0)), qos=1)
+        other = device.publish("telemetry/meters/M-00002", json.dumps(meter("M-00002", at=T0)), qos=1)
+        own.wait_for_publish(10)
+        other.wait_for_publish(10)
+        wait_for(lambda: queue.backlog() == 1, 30, "the device's own reading to be queued")
+        time.sleep(1)  # the other one, had the broker let it through, would be queued by now
+        assert [row[1] for row in queued_rows(queue)] == ["M-00001"]
+        device.disconnect()
+        device.loop_stop()
+    finally:
+        bridge.stop()
