@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt_bridge import messages, metrics
+from mqtt_bridge.topics import subscriptions
 from mqtt_bridge.validation import ReadingValidator
 from settings import MqttBroker, Settings, parse_mqtt_url
 from workers.backoff import Backoff
@@ -88,14 +89,14 @@ class Bridge:
         metrics.CONNECTED.set(1)
         log.info("connected to %s as %s (%s session)", self.broker, self.settings.mqtt_client_id,
                  "resumed" if flags.session_present else "new")
-        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in messages.subscriptions()])
+        client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in subscriptions()])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes: list[ReasonCode], properties) -> None:
         refused = [str(code) for code in reason_codes if code.is_failure]
         if refused:
             log.error("the broker refused the subscriptions: %s", ", ".join(refused))
         else:
-            log.info("subscribed to %s", ", ".join(messages.subscriptions()))
+            log.info("subscribed to %s", ", ".join(subscriptions()))
 
     def _on_disconnect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
         metrics.CONNECTED.set(0)

@@ -12,24 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from mqtt_bridge.topics import KINDS, device_of
 from mqtt_bridge.validation import NotJson, ReadingValidator, parse_payload, readings_of
 from settings import Settings
 from workers.queue import dead_letter_row
 
-# The topic's second level, and the queue row kind (see web/schemas.py) it carries.
-KINDS = {"meters": "m", "vehicles": "v"}
-TOPICS = tuple(f"telemetry/{segment}/+" for segment in KINDS)
-# Bridges subscribe through one MQTT 5 shared subscription, so that each
-# message goes to one of them.
-SHARE_GROUP = "ingest"
 # A dead letter keeps the start of the payload: enough to see what was sent,
 # without storing megabytes a device may send again and again.
 EXCERPT_BYTES = 4096
-
-
-def subscriptions() -> list[str]:
-    """The topic filters every bridge subscribes to."""
-    return [f"$share/{SHARE_GROUP}/{topic}" for topic in TOPICS]
 
 
 @dataclass
@@ -43,8 +33,8 @@ class Refused(Exception):
 
 def rows_of(topic: str, payload: bytes, validator: ReadingValidator, settings: Settings) -> list[list]:
     """The queue rows of a message's readings, or Refused."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != "telemetry" or parts[1] not in KINDS or not parts[2]:
+    device = device_of(topic)
+    if device is None:
         raise Refused("bad_topic", "Publish to telemetry/meters/{meterId} or telemetry/vehicles/{vehicleId}.")
     if len(payload) > settings.max_body_bytes:
         raise Refused("too_large", f"The payload of {len(payload)} bytes is over MAX_BODY_BYTES "
@@ -62,10 +52,10 @@ def rows_of(topic: str, payload: bytes, validator: ReadingValidator, settings: S
     if errors:
         shown = errors if isinstance(body, list) else errors[0]
         raise Refused("invalid", json.dumps(shown, sort_keys=True, default=str))
-    kind, device = KINDS[parts[1]], parts[2]
+    segment, device_id = device
     for index, row in enumerate(rows):
-        if row[0] != kind or row[1] != device:
-            raise Refused("topic_mismatch", f"Reading {index} is not of {parts[1][:-1]} {device}, "
+        if row[0] != KINDS[segment] or row[1] != device_id:
+            raise Refused("topic_mismatch", f"Reading {index} is not of {segment[:-1]} {device_id}, "
                                             "the device the topic names.")
     return rows
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from mqtt_bridge.topics import topic_of
 from settings import Settings
 from tests.conftest import ROOT, wait_for
 
@@ -100,6 +101,4 @@ def publish(port: int, messages: Iterable[tuple[str, bytes | str]], client_id: s
 
 def as_message(reading: dict) -> tuple[str, str]:
     """A reading on its own device's topic."""
-    if "meterId" in reading:
-        return f"telemetry/meters/{reading['meterId']}", json.dumps(reading)
-    return f"telemetry/vehicles/{reading['vehicleId']}", json.dumps(reading)
+    return topic_of(reading), json.dumps(reading)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -299,3 +300,23 @@ def test_shipped_broker_config_lets_a_device_publish_its_own_topic_only(settings
         device.loop_stop()
     finally:
         bridge.stop()
+
+
+# -- 6. The simulator over MQTT ---------------------------------------------------------------
+
+
+def test_simulator_publishes_the_fleet_over_mqtt_to_the_bridge(queue, mosquitto, bridge_factory):
+    bridge_factory()
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "live", "--mqtt", mosquitto.url, "--no-link",
+         "--vehicles", "10", "--meters", "10", "--rate", "500", "--duration", "3", "--speed", "60",
+         "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    match = re.search(r"live: ([\d,]+) readings accepted in ([\d,]+) messages", done.stdout)
+    assert match, done.stdout
+    accepted, published = (int(g.replace(",", "")) for g in match.groups())
+    assert 20 <= accepted == published <= 20 * 5  # one message per reading
+    wait_for(lambda: queue.backlog() == accepted, 30, "the bridge to queue every published reading")
+    devices = {row[1] for row in queued_rows(queue)}
+    assert devices == {f"M-{i:02d}" for i in range(1, 11)} | {f"V-{i:02d}" for i in range(1, 11)}
