@@ -37,7 +37,6 @@ MAX_RETRY_AFTER_S = 60.0
 TRANSPORT_ATTEMPTS = 5
 REQUEST_TIMEOUT_S = 30.0
 DRAIN_GRACE_S = 30.0  # after the stop, how long requests in flight may take
-MQTT_MAX_PENDING = 5000  # published readings the broker has not acknowledged yet, at most
 
 
 @dataclass(frozen=True)
@@ -395,9 +394,9 @@ class Runner:
     async def publish(self, readings: list[dict]) -> None:
         """Publish each reading on its device's topic; wait while too many are unacknowledged."""
         for reading in readings:
+            while not self.publisher.room() and not self.stop.is_set():
+                await asyncio.sleep(0.002)
             self.publisher.publish(reading)
-        while self.publisher.pending > MQTT_MAX_PENDING and not self.stop.is_set():
-            await asyncio.sleep(0.005)
         self.count_published()
 
     def count_published(self) -> None:

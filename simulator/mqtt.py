@@ -20,8 +20,10 @@ from mqtt_bridge.topics import topic_of
 from settings import parse_mqtt_url
 
 CONNECT_TIMEOUT_S = 10.0
-# Messages the broker may have unacknowledged at once.
-IN_FLIGHT = 1000
+# Messages the broker may have unacknowledged at once. Publish no more than
+# this ahead of the PUBACKs (see `room`): paho scans every queued message on
+# each PUBACK, so a deep queue makes each acknowledgement slower.
+IN_FLIGHT = 200
 
 
 class Refused(Exception):
@@ -81,11 +83,20 @@ class Publisher:
         self.client.publish(topic_of(reading), json.dumps(reading, separators=(",", ":")), qos=1)
         self.published += 1
 
+    def publish_array(self, readings: list[dict]) -> None:
+        """Publish readings of one device as one message (an array) on its topic."""
+        self.client.publish(topic_of(readings[0]), json.dumps(readings, separators=(",", ":")), qos=1)
+        self.published += 1
+
     @property
     def pending(self) -> int:
         """Published but neither acknowledged nor refused yet."""
         with self.lock:
             return self.published - self.acked - sum(self.refused.values())
+
+    def room(self) -> bool:
+        """Whether another message may be published without queueing it in paho."""
+        return self.pending < IN_FLIGHT
 
     def close(self) -> None:
         self.client.disconnect()
