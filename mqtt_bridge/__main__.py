@@ -33,8 +33,9 @@ def main() -> int:
     try:
         bridge.run()
     except SessionTakenOver as exc:
-        log.error("another process connected with client id %s and took this bridge's session over: "
-                  "give each bridge its own MQTT_CLIENT_ID (or MQTT_BRIDGE_INDEX)", exc)
+        log.error("another process connected with client id %s and took this bridge's session over "
+                  "(or the broker keeps dropping it at once): give each bridge its own MQTT_CLIENT_ID "
+                  "(or MQTT_BRIDGE_INDEX)", exc)
         return 1
     return 0
 

@@ -47,6 +47,11 @@ BATCH_READINGS = 5000
 KEEPALIVE_S = 30
 FULL_LOG_INTERVAL_S = 60
 SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason: another client connected with our id
+# Mosquitto 2.0 just closes the connection of a client whose id another one
+# took, and both then take it back from each other every second. So this many
+# connections in a row that drop within SHORT_CONNECTION_S mean the same.
+TAKEOVERS_IN_A_ROW = 5
+SHORT_CONNECTION_S = 5.0
 
 
 class SessionTakenOver(RuntimeError):
@@ -62,6 +67,8 @@ class Bridge:
         self.inbox: inbox_queue.SimpleQueue[mqtt.MQTTMessage] = inbox_queue.SimpleQueue()
         self.stopping = threading.Event()
         self.taken_over = False
+        self.connected_at = 0.0
+        self.short_connections = 0
         self.full_logged_at = -FULL_LOG_INTERVAL_S
         self.client = self._client()
 
@@ -87,6 +94,7 @@ class Bridge:
                       extra={"broker": str(self.broker)})
             return
         metrics.CONNECTED.set(1)
+        self.connected_at = time.monotonic()
         log.info("connected to %s as %s (%s session)", self.broker, self.settings.mqtt_client_id,
                  "resumed" if flags.session_present else "new")
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in subscriptions()])
@@ -100,7 +108,10 @@ class Bridge:
 
     def _on_disconnect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
         metrics.CONNECTED.set(0)
-        if reason_code.value == SESSION_TAKEN_OVER:
+        short = self.connected_at and time.monotonic() - self.connected_at < SHORT_CONNECTION_S
+        self.short_connections = self.short_connections + 1 if short else 0
+        self.connected_at = 0.0
+        if reason_code.value == SESSION_TAKEN_OVER or self.short_connections >= TAKEOVERS_IN_A_ROW:
             self.taken_over = True
             self.stopping.set()
         if not self.stopping.is_set():

@@ -236,6 +236,25 @@ def test_bad_mqtt_url_stops_the_bridge_with_one_line_naming_it():
     assert "s3cret" not in result.stderr
 
 
+def test_a_second_bridge_with_the_same_client_id_makes_one_exit_saying_so(settings, mosquitto, tmp_path):
+    first = BridgeProcess(settings, mosquitto.url, "test-bridge-twin", tmp_path / "first.log").start()
+    second = BridgeProcess(settings, mosquitto.url, "test-bridge-twin", tmp_path / "second.log")
+    try:
+        second.start()
+    except AssertionError:
+        pass  # it may be the one that gives up, before it says it subscribed
+    try:
+        wait_for(lambda: first.proc.poll() is not None or second.proc.poll() is not None, 60,
+                 "one of the twins to give up")
+        loser, winner = (first, second) if first.proc.poll() is not None else (second, first)
+        assert loser.proc.returncode == 1
+        assert "give each bridge its own MQTT_CLIENT_ID" in loser.log()
+        assert winner.proc.poll() is None
+    finally:
+        first.stop()
+        second.stop()
+
+
 @pytest.mark.xfail(strict=True, reason="validation.py reaches the rules through web/ until readings/ lands")
 def test_bridge_imports_neither_flask_nor_gunicorn():
     probe = "import sys, mqtt_bridge.bridge; print(sorted({'flask', 'gunicorn'} & set(sys.modules)))"
