@@ -59,6 +59,8 @@ class SessionTakenOver(RuntimeError):
 
 
 class Bridge:
+    """One bridge process's MQTT client and the loop that queues and acknowledges."""
+
     def __init__(self, settings: Settings, queue: ReadingQueue, validator: ReadingValidator) -> None:
         self.settings = settings
         self.queue = queue
@@ -166,11 +168,15 @@ class Bridge:
         its readings, or one dead-letter row."""
         try:
             return "queued", messages.rows_of(message.topic, message.payload, self.validator, self.settings)
-        except messages.Refused as refused:
-            # Topic, reason and size: never the payload, which may hold anything.
-            log.warning("message on %s dead-lettered: %s (%d bytes)", message.topic, refused.reason,
-                        len(message.payload))
-            return refused.reason, [messages.dead_letter(message.topic, message.payload, refused)]
+        except messages.Refused as exc:
+            refused = exc
+        except Exception:  # a message that trips a bug must not stop the bridge for good
+            log.exception("unexpected error reading a message on %s", message.topic)
+            refused = messages.Refused("internal_error", "The bridge failed to read this message.")
+        # Topic, reason and size: never the payload, which may hold anything.
+        log.warning("message on %s dead-lettered: %s (%d bytes)", message.topic, refused.reason,
+                    len(message.payload))
+        return refused.reason, [messages.dead_letter(message.topic, message.payload, refused)]
 
     def handle(self, batch: list[tuple[mqtt.MQTTMessage, str, list]]) -> None:
         """Queue the batch (retrying until the queue takes it), then acknowledge it."""

@@ -19,6 +19,7 @@ from datetime import timedelta
 import paho.mqtt.client as mqtt
 import pytest
 
+import settings as settings_module
 from tests.conftest import OPERATOR, ROOT, count, wait_for
 from tests.mqtt import BridgeProcess, as_message, publish
 from tests.readings import NOW, iso, meter, vehicle
@@ -339,3 +340,20 @@ def test_simulator_publishes_the_fleet_over_mqtt_to_the_bridge(queue, mosquitto,
     wait_for(lambda: queue.backlog() == accepted, 30, "the bridge to queue every published reading")
     devices = {row[1] for row in queued_rows(queue)}
     assert devices == {f"M-{i:02d}" for i in range(1, 11)} | {f"V-{i:02d}" for i in range(1, 11)}
+
+
+def test_mqtt_settings_are_parsed_and_checked():
+    env = {"INGEST_TOKENS": "t", "OPERATOR_TOKENS": "t"}
+    broker = settings_module.parse_mqtt_url("mqtts://energy-bridge:p%40ss@broker.example")
+    assert (broker.host, broker.port, broker.tls, broker.username, broker.password) == (
+        "broker.example", 8883, True, "energy-bridge", "p@ss")
+    assert str(broker) == "mqtts://broker.example:8883"  # what logs show: no password
+    loaded = settings_module.load({**env, "MQTT_BRIDGE_INDEX": "3"})
+    assert loaded.mqtt_url == "mqtt://localhost:1883"
+    assert loaded.mqtt_client_id.startswith("energy-bridge-") and loaded.mqtt_client_id.endswith("-3")
+    assert settings_module.load(env).mqtt_client_id == settings_module.load(env).mqtt_client_id
+    for name, value in [("MQTT_URL", "mqtt://host:70000"), ("MQTT_URL", "tcp://host:1883"),
+                        ("MQTT_CLIENT_ID", "has space"), ("MQTT_BRIDGE_INDEX", "0"),
+                        ("MQTT_SESSION_EXPIRY_S", "soon"), ("MQTT_CA_FILE", "/no/such/file")]:
+        with pytest.raises(settings_module.SettingsError, match=name):
+            settings_module.load({**env, name: value})

@@ -93,7 +93,11 @@ COMPONENTS = {
     "DeadLetters": body("DeadLetters", {
         "deadLetters": nested(body("DeadLetter", {
             "id": whole(), "failedAt": at(), "reason": fields.String(required=True),
-            "reading": fields.Dict(required=True)}), many=True),
+            "source": fields.String(required=True, validate=validate.OneOf(["database", "mqtt"])),
+            "reading": fields.Dict(metadata={"description": "The refused reading (source database)."}),
+            "topic": fields.String(metadata={"description": "The MQTT topic (source mqtt)."}),
+            "payload": fields.String(metadata={"description": "The first 4 KiB of the MQTT payload "
+                                                              "(source mqtt)."})}), many=True),
         "next": fields.Integer(required=True, allow_none=True)}),
     "Redriven": body("Redriven", {"redriven": whole()}),
     "Health": body("Health", {"status": fields.String(required=True, validate=validate.Equal("ok"))}),
@@ -230,7 +234,8 @@ def build_spec(settings: Settings) -> dict:
             "operator", "The meter's newest reading by timestamp.", (200, "MeterReading"), 404,
             texts={404: "No reading from it."}, parameters=[meter_id])},
         "/v1/dead-letters": {"get": operation(
-            "operator", "Readings the database refused, oldest first.", (200, "DeadLetters"), 400,
+            "operator", "Readings the database refused and MQTT messages the bridge could not read, "
+            "oldest first.", (200, "DeadLetters"), 400,
             texts={400: "`after` is not a whole number >= 0, or `limit` not 1 to 1000."},
             parameters=[param("after", "query",
                               {"type": "integer", "minimum": 0, "maximum": schemas.BIGINT_MAX}),
