@@ -120,6 +120,7 @@ class Bridge:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        metrics.HELD.inc()
         self.inbox.put(message)
 
     # -- the main thread -----------------------------------------------------------
@@ -185,6 +186,7 @@ class Bridge:
             return  # stopping: the broker sends the batch again to whoever resumes the session
         for message, _, _ in batch:
             self.client.ack(message.mid, message.qos)
+        metrics.HELD.dec(len(batch))
         for outcome, n in Counter(outcome for _, outcome, _ in batch).items():
             metrics.MESSAGES.labels(outcome).inc(n)
         metrics.READINGS.inc(sum(len(rows) for _, outcome, rows in batch if outcome == "queued"))

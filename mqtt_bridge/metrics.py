@@ -14,6 +14,8 @@ READINGS = Counter("energy_mqtt_readings_queued_total", "Readings queued from MQ
 # Each time the queue could not take a batch and the bridge held its acknowledgements.
 QUEUE_WAITS = Counter("energy_mqtt_queue_waits_total",
                       "Batches the queue refused for now (backlog_full, queue_unavailable)", ["reason"])
+# Received and not yet acknowledged: at most the Receive Maximum while the queue refuses.
+HELD = Gauge("energy_mqtt_held_messages", "Messages received and not yet acknowledged")
 CONNECTED = Gauge("energy_mqtt_connected", "1 while the bridge is connected to the broker")
 
 

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import settings as settings_module
+from mqtt_bridge.bridge import RECEIVE_MAXIMUM
 from tests.conftest import OPERATOR, ROOT, count, wait_for
 from tests.mqtt import BridgeProcess, as_message, publish
 from tests.readings import NOW, iso, meter, vehicle
@@ -172,15 +173,19 @@ def test_redis_stopped_for_10_s_loses_nothing_even_if_the_bridge_dies_meanwhile(
 def test_full_queue_holds_acknowledgements_until_the_workers_make_room(
         queue, engine, mosquitto, bridge_factory, drain_all):
     queue.put([["m", "M-x", iso(T0 + timedelta(seconds=i)), 1.0, 230.0] for i in range(200)], 10_000)
-    bridge = bridge_factory(MAX_BACKLOG="200", MAX_BACKLOG_SECONDS="0")
-    publish(mosquitto.port, meter_stream(1000))
-    wait_for(lambda: "(backlog_full): holding acknowledgements" in bridge.log(), 30,
-             "the bridge to find the queue full")
+    bridge = bridge_factory(metrics=True, MAX_BACKLOG="200", MAX_BACKLOG_SECONDS="0")
+    publish(mosquitto.port, meter_stream(3000))
+    # It stops reading: the broker sends no more than the bridge's Receive Maximum
+    # unacknowledged, and keeps the rest.
+    wait_for(lambda: bridge.metric("energy_mqtt_held_messages") == RECEIVE_MAXIMUM, 30,
+             "the bridge to hold as many messages as it may")
     time.sleep(1)  # it keeps retrying meanwhile
+    assert bridge.metric("energy_mqtt_held_messages") == RECEIVE_MAXIMUM
+    assert "(backlog_full): holding acknowledgements" in bridge.log()
     assert queue.backlog() == 200  # nothing queued (nor acknowledged) while full
     # Each drain makes room, and the bridge queues what it holds (in batches of
     # whatever had arrived: one may have to wait for the next drain).
-    wait_for(lambda: drain_all() and stored_meter_readings(engine) == 1200, 60,
+    wait_for(lambda: drain_all() and stored_meter_readings(engine) == 3200, 60,
              "the bridge to resume whenever there is room")
 
 
