@@ -1,4 +1,4 @@
-"""Structured JSON logs for web and workers: one object per line, with the
+"""Structured JSON logs for web, workers and the MQTT bridge: one object per line, with the
 request id (web) or task id (workers) of the work that logged it.
 
 Nothing here logs request bodies, reading values or headers: a token or a
@@ -11,8 +11,6 @@ import logging
 import sys
 from typing import TextIO
 
-from celery import current_task
-from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
 
 FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -25,9 +23,12 @@ class ContextFilter(logging.Filter):
     """Adds request_id inside a Flask request, task_id and task inside a Celery task."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if has_request_context() and "request_id" in g:
-            record.request_id = g.request_id
-        task = current_task
+        # Looked up, not imported: a process without Flask or Celery (the MQTT
+        # bridge) must not load them for its logs.
+        flask, celery = sys.modules.get("flask"), sys.modules.get("celery")
+        if flask and flask.has_request_context() and "request_id" in flask.g:
+            record.request_id = flask.g.request_id
+        task = celery.current_task if celery else None
         if task and task.request.id:
             record.task_id = task.request.id
             record.task = task.name

@@ -11,9 +11,12 @@ import ipaddress
 import logging
 import math
 import os
+import re
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from limits import parse_many
 
@@ -103,6 +106,20 @@ class Settings:
     flower_port: int = 5555
     log_format: str = "json"
     log_level: str = "INFO"
+    # -- The MQTT bridge (mqtt_bridge/) ------------------------------------------
+    # The broker, with the bridge's own credentials: mqtt[s]://[user:password@]host:port.
+    mqtt_url: str = "mqtt://localhost:1883"
+    # The bridge's MQTT client id names its persistent session at the broker: it
+    # must be unique per bridge process (a second one with the same id takes the
+    # session over) and stable across restarts (a restarted bridge resumes its
+    # session and gets what the broker held for it). Default: host name + index.
+    mqtt_client_id: str = ""
+    # How long the broker keeps a disconnected bridge's session and its messages.
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
+    # CA certificates for mqtts:// (default: the system's).
+    mqtt_ca_file: str | None = None
+    # The bridge's Prometheus metrics (0: off).
+    mqtt_metrics_port: int = 9809
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -215,6 +232,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         flower_port=_port(env, "FLOWER_PORT", Settings.flower_port),
         log_format=_choice(env, "LOG_FORMAT", Settings.log_format, LOG_FORMATS),
         log_level=_choice(env, "LOG_LEVEL", Settings.log_level, LOG_LEVELS, upper=True),
+        **_mqtt(env),
     )
     # Only once every setting is good: a bad one is then the only line.
     for name in ("INGEST_TOKENS", "OPERATOR_TOKENS"):
@@ -249,3 +267,71 @@ def _device_auth(env: Mapping[str, str]) -> bool:
     if raw not in ("optional", "required"):
         raise SettingsError(f"DEVICE_AUTH must be 'optional' or 'required', got {raw!r}")
     return raw == "required"
+# -- The MQTT bridge ---------------------------------------------------------------
+
+MQTT_SCHEMES = {"mqtt": (False, 1883), "mqtts": (True, 8883)}
+CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+@dataclass(frozen=True)
+class MqttBroker:
+    """MQTT_URL taken apart."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    def __str__(self) -> str:  # for logs: never the password
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url: str, name: str = "MQTT_URL") -> MqttBroker:
+    """mqtt[s]://[user:password@]host[:port] as a MqttBroker, or SettingsError naming `name`."""
+    parts = urlsplit(url)
+    scheme = MQTT_SCHEMES.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if scheme is None or not parts.hostname or port == -1 or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise SettingsError(f"{name} must read like mqtt://[user:password@]host:port "
+                            f"(or mqtts:// for TLS), got {_hide_password(url)!r}")
+    return MqttBroker(host=parts.hostname, port=port or scheme[1], tls=scheme[0],
+                      username=unquote(parts.username) if parts.username else None,
+                      password=unquote(parts.password) if parts.password is not None else None)
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def default_client_id(env: Mapping[str, str]) -> str:
+    """energy-bridge-<host>-<MQTT_BRIDGE_INDEX, default 1>: stable across restarts on one
+    host; give each bridge process on the same host its own index."""
+    index = _int(env, "MQTT_BRIDGE_INDEX", 1)
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100] or "host"
+    return f"energy-bridge-{host}-{index}"
+
+
+def _mqtt(env: Mapping[str, str]) -> dict:
+    url = env.get("MQTT_URL") or Settings.mqtt_url
+    parse_mqtt_url(url)
+    client_id = env.get("MQTT_CLIENT_ID", "").strip() or default_client_id(env)
+    if not CLIENT_ID.fullmatch(client_id):
+        raise SettingsError(f"MQTT_CLIENT_ID must be 1 to 128 characters of A-Z a-z 0-9 . _ : -, "
+                            f"got {client_id!r}")
+    ca_file = env.get("MQTT_CA_FILE", "").strip() or None
+    if ca_file and not os.path.isfile(ca_file):
+        raise SettingsError(f"MQTT_CA_FILE must name a readable file, got {ca_file!r}")
+    return {
+        "mqtt_url": url,
+        "mqtt_client_id": client_id,
+        # MQTT's session expiry is a 32-bit count of seconds.
+        "mqtt_session_expiry_s": min(_int(env, "MQTT_SESSION_EXPIRY_S", Settings.mqtt_session_expiry_s),
+                                     2**32 - 2),
+        "mqtt_ca_file": ca_file,
+        "mqtt_metrics_port": _int(env, "MQTT_METRICS_PORT", Settings.mqtt_metrics_port, 0),
+    }

@@ -80,3 +80,23 @@ def reading_of(row: Any) -> dict:
             and len(row) - 1 == len(FIELDS[row[0]])):
         return dict(zip(FIELDS[row[0]], row[1:], strict=True))
     return {"unreadable": row}
+
+
+# A message an edge could not turn into readings (the MQTT bridge's bad
+# messages) travels the queue as a row of this kind: the drain keeps it as a
+# dead letter in the database, so the edge needs nothing but Redis, and a bad
+# message is acknowledged, like a good one, only once it is queued.
+DEAD_LETTER = "x"
+# The edges that queue dead letters (the values of dead_letters.source besides "database").
+DEAD_LETTER_SOURCES = ("mqtt",)
+
+
+def dead_letter_row(source: str, reason: str, where: str, payload: str) -> list:
+    """A queue row that the drain records as a dead letter of `source` (e.g. "mqtt"),
+    with the reason, where it came from (an MQTT topic) and the payload (an excerpt)."""
+    return [DEAD_LETTER, source, reason, where, payload]
+
+
+def is_dead_letter_row(row: object) -> bool:
+    return (isinstance(row, list) and len(row) == 5 and row[0] == DEAD_LETTER
+            and all(isinstance(part, str) for part in row) and row[1] in DEAD_LETTER_SOURCES)

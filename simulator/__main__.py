@@ -75,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
 
     live = modes.add_parser(
         "live", parents=[fleet_args],
-        help="post readings over HTTP to a running instance, in real time or faster",
+        help="post readings over HTTP (or publish them over MQTT) to a running instance, "
+             "in real time or faster",
         description="POST the fleet's readings to /v1/ingest: one per device per simulated "
                     "minute, at up to RATE readings per second in total.",
     )
@@ -102,6 +103,10 @@ def parser() -> argparse.ArgumentParser:
     live.add_argument("--degraded", type=not_negative, default=2)
     live.add_argument("--concurrency", type=positive(int), default=16,
                       help="most requests in flight at once")
+    live.add_argument("--mqtt", metavar="URL", default=None,
+                      help="publish the readings to this MQTT broker (mqtt[s]://[user:password@]host:port), "
+                           "each on its device's topic, instead of POSTing them; --url still links "
+                           "the meters")
     return top
 
 

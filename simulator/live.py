@@ -1,4 +1,5 @@
-"""`python -m simulator live`: post the fleet's readings to a running instance over HTTP.
+"""`python -m simulator live`: post the fleet's readings to a running instance over HTTP
+(or, with --mqtt, publish them to its MQTT broker: simulator/mqtt.py).
 
 Every device reports once per simulated minute, at its own second within the
 minute so that the load is spread out. Some devices sit behind gateways, each
@@ -30,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from simulator import fleet
+from simulator.mqtt import Publisher, Refused
 from simulator.provision import Provisioner, ProvisionError, sender_tokens
 
 UNBOUNDED_LOOKBACK_S = 3600.0  # without --duration, speed > 1 catches up with now after this long
@@ -58,6 +60,7 @@ class Options:
     concurrency: int = 16
     progress: bool | None = None
     provision: bool = False
+    mqtt: str | None = None  # publish readings to this broker instead of POSTing them
 
     @classmethod
     def from_args(cls, args) -> Options:
@@ -80,6 +83,7 @@ class Summary:
     sim_end: datetime | None = None
     speed: float = 1.0
     fatal: str | None = None
+    unit: str = "requests"  # or "messages" (MQTT)
 
     @property
     def rate(self) -> float:
@@ -96,9 +100,9 @@ class Summary:
             return ", ".join(f"{k}: {v:,}" for k, v in sorted(counter.items(), key=str)) or "none"
 
         lines = [
-            f"live: {self.accepted:,} readings accepted in {self.requests:,} requests over "
+            f"live: {self.accepted:,} readings accepted in {self.requests:,} {self.unit} over "
             f"{self.seconds:.1f} s ({self.rate:,.1f} readings/s, "
-            f"{self.requests / self.seconds if self.seconds else 0:,.1f} requests/s)",
+            f"{self.requests / self.seconds if self.seconds else 0:,.1f} {self.unit}/s)",
         ]
         if self.sim_start and self.sim_end:
             lines.append(f"  simulated {iso(self.sim_start)} .. {iso(self.sim_end)} "
@@ -245,6 +249,7 @@ class Runner:
                                     options.gateway_size, options.seed)
         # Each sender's token, from --provision; else every sender posts with --token.
         self.tokens = [options.token] * len(self.senders)
+        self.publisher: Publisher | None = None
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -378,6 +383,10 @@ class Runner:
                 body = [readings.reading(kind, i, iso_epoch(minute_start + offset))
                         for (kind, i), offset in zip(sender.devices, sender.offsets, strict=True)]
                 await limiter.acquire(len(body))
+                if self.publisher is not None:
+                    await self.publish(body)
+                    self.summary.sim_end = datetime.fromtimestamp(minute_start + sender.phase_s, UTC)
+                    continue
                 await gate.acquire()
                 if self.stop.is_set():
                     gate.release()
@@ -393,6 +402,34 @@ class Runner:
         if failure:
             raise failure[0]
 
+    # -- MQTT ----------------------------------------------------------------------------
+
+    async def publish(self, readings: list[dict]) -> None:
+        """Publish each reading on its device's topic; wait while too many are unacknowledged."""
+        for reading in readings:
+            while not self.publisher.room() and not self.stop.is_set():
+                await asyncio.sleep(0.002)
+            self.publisher.publish(reading)
+        self.count_published()
+
+    def count_published(self) -> None:
+        """Copy the publisher's counts into the summary (and the progress bar)."""
+        p, summary = self.publisher, self.summary
+        if self.bar is not None and p.acked > summary.accepted:
+            self.bar.update(p.acked - summary.accepted)
+        summary.accepted, summary.requests = p.acked, p.published
+        summary.errors = Counter(p.refused)
+        summary.error_readings = sum(p.refused.values())
+
+    async def finish_publishing(self) -> None:
+        """Wait (up to DRAIN_GRACE_S) for the broker to acknowledge what was published."""
+        deadline = time.monotonic() + DRAIN_GRACE_S
+        while self.publisher.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.count_published()
+        self.summary.abandoned = self.publisher.pending
+        self.publisher.close()
+
     # -- the run -----------------------------------------------------------------------
 
     def describe(self) -> str:
@@ -402,7 +439,8 @@ class Runner:
         text = (f"live: {o.meters:,} meters + {o.vehicles:,} vehicles ({o.gateway_share:.0%} behind "
                 f"{gateways:,} gateway{'' if gateways == 1 else 's'} of up to {o.gateway_size}), "
                 f"simulated time from "
-                f"{iso_epoch(self.sim_start)} at speed {o.speed:g}, up to {o.rate:g} readings/s to {o.url}")
+                f"{iso_epoch(self.sim_start)} at speed {o.speed:g}, up to {o.rate:g} readings/s to "
+                f"{self.publisher.broker if self.publisher else o.url}")
         if natural < o.rate * 0.95:
             text += (f"\n  note: this fleet makes only {natural:,.1f} readings/s at speed {o.speed:g} "
                      f"(one per device per simulated minute): raise --speed or add devices to reach --rate")
@@ -422,9 +460,15 @@ class Runner:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, interrupt)
-        print(self.describe(), file=sys.stderr)
         started = time.monotonic()
         try:
+            if self.o.mqtt:
+                try:
+                    self.publisher = await asyncio.to_thread(Publisher(self.o.mqtt).connect)
+                except (Refused, OSError) as exc:
+                    raise Fatal(f"MQTT: {exc}") from None
+                self.summary.unit = "messages"
+            print(self.describe(), file=sys.stderr)
             async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.o.concurrency),
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
@@ -444,6 +488,8 @@ class Runner:
                                 file=sys.stderr, smoothing=0.1,
                                 disable=None if self.o.progress is None else not self.o.progress)
                 await self.post_readings(client)
+                if self.publisher is not None:
+                    await self.finish_publishing()
         except (Fatal, ProvisionError) as exc:
             self.summary.fatal = str(exc)
         except asyncio.CancelledError:

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL and Redis servers for tests that take a server down.
+"""Throwaway PostgreSQL, Redis and Mosquitto servers for tests that take a server down.
 
 The machine's shared servers are never touched: each helper starts its own
 server on a spare local port, in a temporary directory, and the fixtures stop
@@ -50,11 +50,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class RedisServer:
-    """A redis-server without persistence on a spare port; stop and start it at will."""
+    """A redis-server on a spare port; stop and start it at will. Without persistence
+    unless `appendonly` (then every write is fsynced to its AOF before the reply)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, appendonly: bool = False) -> None:
         self.dir = directory
         self.port = port or spare_port()
+        self.appendonly = appendonly
         self.proc: subprocess.Popen | None = None
         self.log_path = directory / "redis.log"
 
@@ -66,7 +68,8 @@ class RedisServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                 "--appendfsync", "always", "--dir", str(self.dir),
                  "--daemonize", "no", "--protected-mode", "no"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
@@ -88,7 +91,7 @@ class RedisServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        """Kill the server as a crash would (its data is gone: there is no persistence)."""
+        """Kill the server as a crash would (its data is gone unless `appendonly`)."""
         if self.running():
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
@@ -207,7 +210,17 @@ def _server_dir(prefix: str, owner: str | None = None) -> Path:
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A running throwaway redis-server; killed and deleted after the test."""
-    server = RedisServer(_server_dir("redis-fault-"))
+    yield from _redis_server(appendonly=False)
+
+
+@pytest.fixture
+def durable_redis_server() -> Iterator[RedisServer]:
+    """A throwaway redis-server with an AOF: what it acknowledged survives a kill."""
+    yield from _redis_server(appendonly=True)
+
+
+def _redis_server(appendonly: bool) -> Iterator[RedisServer]:
+    server = RedisServer(_server_dir("redis-fault-"), appendonly=appendonly)
     try:
         yield server.start()
     finally:
@@ -226,3 +239,66 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server.init().start()
     finally:
         server.cleanup()
+
+
+class MosquittoServer:
+    """A mosquitto broker on a spare local port, anonymous, without persistence.
+
+    Its limits are raised as in deploy/mosquitto/mosquitto.conf: mosquitto's
+    defaults (20 messages in flight, 1,000 queued per client) would drop QoS 1
+    messages queued for a bridge that is down.
+    """
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.dir = directory
+        self.port = port or spare_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = directory / "mosquitto.log"
+        self.conf_path = directory / "mosquitto.conf"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 10, config: str | None = None) -> MosquittoServer:
+        """Start with an anonymous listener on the port, or with `config` (which names its listener)."""
+        self.conf_path.write_text(
+            (config or f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                       "max_inflight_messages 2000\nmax_queued_messages 1000000\n")
+            + f"log_dest file {self.log_path}\nlog_type error\nlog_type warning\nlog_type notice\n"
+            # As root it would switch to the `mosquitto` user, who cannot write here.
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf_path)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._answers, timeout_s, f"mosquitto on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited at start:\n{self.log()}")
+        return port_open(self.port)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[MosquittoServer]:
+    """A running throwaway mosquitto; killed and deleted after the test."""
+    server = MosquittoServer(_server_dir("mosquitto-"))
+    try:
+        yield server.start()
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(server.dir, ignore_errors=True)

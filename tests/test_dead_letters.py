@@ -43,6 +43,7 @@ def test_refused_reading_is_dead_lettered_and_the_rest_stored(poisoned, client, 
     assert queue.backlog() == 0
     body = client.get("/v1/dead-letters", headers=OPERATOR).json
     [letter] = body["deadLetters"]
+    assert letter["source"] == "database"
     assert letter["reading"]["meterId"] == "M-2"
     assert letter["reading"]["voltage"] == 666
     assert "CheckViolation" in letter["reason"] and "poison_test" in letter["reason"]

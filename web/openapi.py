@@ -20,12 +20,12 @@ from marshmallow import Schema, fields, validate
 from models.devices import KINDS
 from readings import schemas
 from readings.fields import DeviceId, JsonNumber, Timestamp
+from readings.strict_json import MAX_DEPTH
 from settings import Settings
 from web.api import device_schemas
 from web.api.analytics import MAX_BUCKETS
 from web.api.dead_letters import MAX_PAGE, REDRIVE_DEFAULT
 from web.api.params import DEFAULT_WINDOW
-from web.server.body import MAX_DEPTH
 
 bp = Blueprint("openapi", __name__)
 
@@ -126,7 +126,11 @@ COMPONENTS = {
     "DeadLetters": body("DeadLetters", {
         "deadLetters": nested(body("DeadLetter", {
             "id": whole(), "failedAt": at(), "reason": fields.String(required=True),
-            "reading": fields.Dict(required=True)}), many=True),
+            "source": fields.String(required=True, validate=validate.OneOf(["database", "mqtt"])),
+            "reading": fields.Dict(metadata={"description": "The refused reading (source database)."}),
+            "topic": fields.String(metadata={"description": "The MQTT topic (source mqtt)."}),
+            "payload": fields.String(metadata={"description": "The first 4 KiB of the MQTT payload "
+                                                              "(source mqtt)."})}), many=True),
         "next": fields.Integer(required=True, allow_none=True)}),
     "Redriven": body("Redriven", {"redriven": whole()}),
     "NewDevice": device_schemas.NewDeviceSchema, "DevicePatch": device_schemas.DevicePatchSchema,
@@ -290,7 +294,8 @@ def build_spec(settings: Settings) -> dict:
             "operator", "The meter's newest reading by timestamp.", (200, "MeterReading"), 404,
             texts={404: "No reading from it."}, parameters=[meter_id])},
         "/v1/dead-letters": {"get": operation(
-            "operator", "Readings the database refused, oldest first.", (200, "DeadLetters"), 400,
+            "operator", "Readings the database refused and MQTT messages the bridge could not read, "
+            "oldest first.", (200, "DeadLetters"), 400,
             texts={400: f"`after` is not a whole number >= 0, or `limit` not 1 to {MAX_PAGE}."},
             parameters=[param("after", "query",
                               {"type": "integer", "minimum": 0, "maximum": schemas.BIGINT_MAX}),

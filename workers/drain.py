@@ -78,6 +78,10 @@ def store_entries(engine: Engine, entries: list[Entry]) -> StoreResult:
     """Store the batch in one transaction or, if the database refuses some reading
     in it, store the rest and dead-letter the refused ones (see isolate)."""
     rows = [(entry.id, i, row) for entry in entries for i, row in enumerate(entry.rows)]
+    if any(row_format.is_dead_letter_row(row) for _, _, row in rows):
+        rows = record_edge_dead_letters(engine, rows)
+        if not rows:
+            return StoreResult()
     ensure_partitions(engine, [row for _, _, row in rows])
     try:
         return store_rows(engine, [row for _, _, row in rows])
@@ -91,6 +95,22 @@ def store_entries(engine: Engine, entries: list[Entry]) -> StoreResult:
             dead_letters.record(conn, letters)
         log.warning("dead-lettered %d readings", len(letters))
     return result
+
+
+def record_edge_dead_letters(engine: Engine, rows: list[tuple[str, int, list]]) -> list:
+    """Keep the dead-letter rows an edge queued (see workers.queue.dead_letter_row);
+    returns the other rows."""
+    letters: dict[str, list] = {}
+    readings = []
+    for entry_id, position, row in rows:
+        if row_format.is_dead_letter_row(row):
+            letters.setdefault(row[1], []).append((entry_id, position, row, row[2]))
+        else:
+            readings.append((entry_id, position, row))
+    with engine.begin() as conn:
+        for source, batch in letters.items():
+            dead_letters.record(conn, batch, source)
+    return readings
 
 
 def isolate(engine: Engine, rows: list[tuple[str, int, list]]) -> tuple[StoreResult, list]:

@@ -1,4 +1,5 @@
-"""Dead letters for operators: list readings the database refused; re-drive them."""
+"""Dead letters for operators: list readings the database refused (and MQTT
+messages the bridge could not read); re-drive the database's."""
 
 from __future__ import annotations
 
@@ -36,13 +37,21 @@ def list_letters():
         raise ApiError(400, f"`after` must be a whole number >= 0, `limit` one of 1 to {MAX_PAGE}.")
     rows = dead_letters.list_dead_letters(current_app.extensions["engine"], after, limit)
     return {
-        "deadLetters": [
-            {"id": r.id, "failedAt": format_rfc3339(r.failed_at), "reason": r.reason,
-             "reading": reading_of(r.row)}
-            for r in rows
-        ],
+        "deadLetters": [shown(r) for r in rows],
         "next": rows[-1].id if len(rows) == limit else None,
     }
+
+
+def shown(letter) -> dict:
+    """A dead letter as operators see it: the refused reading, or the MQTT message's
+    topic and payload (see readings.rows.dead_letter_row)."""
+    body = {"id": letter.id, "failedAt": format_rfc3339(letter.failed_at), "reason": letter.reason,
+            "source": letter.source}
+    if letter.source == "database":
+        body["reading"] = reading_of(letter.row)
+    else:
+        body["topic"], body["payload"] = letter.row[3], letter.row[4]
+    return body
 
 
 @bp.post("/v1/dead-letters/redrive")

@@ -31,12 +31,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from credentials.cache import CredentialsUnavailable
+from readings.strict_json import NotJson, parse_json_any_depth
 from readings.validator import readings_of
 from web.api.ingest import queue_rows
 from web.auth import matches, token_of
 from web.errors import ApiError
 from web.observability import record_request, request_id
-from web.server.body import parse_json_any_depth
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class WsgiIngest:
             # it serves only bodies whose readings all validate, and a valid
             # reading is a flat object. Anything else goes to Flask, which checks.
             body = parse_json_any_depth(raw)
-        except ApiError:
+        except NotJson:
             raise Declined from None
         readings = readings_of(body)
         if readings is None or len(readings) > self.settings.max_batch:
