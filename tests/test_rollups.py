@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from models.rollups import roll_up, rolled_up_until
+from models.roll_up import roll_up
+from models.rollups import rolled_up_until
 from tests.conftest import INGEST, OPERATOR, set_watermark, wait_for
 from tests.readings import meter, vehicle
 from tests.test_fleet import assert_rollups_equal_raw_sums, at, performance, rollup_rows

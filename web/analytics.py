@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
 
-from models.analytics import vehicle_known, vehicle_performance, vehicle_series
+from models.analytics import bucket_count, vehicle_known, vehicle_performance, vehicle_series
+from models.windows import WindowSplit
 from web.auth import require
 from web.errors import ApiError
 from web.schemas import BUCKETS, SeriesQuerySchema
@@ -48,11 +49,18 @@ def performance(vehicle_id: str):
     return {
         "vehicleId": vehicle_id,
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
+        "answeredWindow": answered(perf.window),
         "totalEnergy": {"acConsumedKwh": perf.ac_kwh, "dcDeliveredKwh": perf.dc_kwh},
         "efficiencyRatio": perf.efficiency,
         "avgBatteryTemp": perf.avg_battery_temp,
         "readings": {"meter": perf.meter_readings, "vehicle": perf.vehicle_readings},
     }
+
+
+def answered(split: WindowSplit) -> dict:
+    """The window the figures cover: the one asked for, or wider (whole UTC days)
+    where it needed hourly rollups no longer kept (ROLLUP_HOURLY_RETENTION_DAYS)."""
+    return {"from": format_rfc3339(split.start), "to": format_rfc3339(split.end)}
 
 
 def query(schema):
@@ -68,15 +76,16 @@ def query(schema):
 def series(vehicle_id: str):
     from_ts, to_ts = window()
     name = query(series_query)["bucket"]
-    if (to_ts - from_ts) / BUCKETS[name] > MAX_BUCKETS:
+    if bucket_count(from_ts, to_ts, BUCKETS[name]) > MAX_BUCKETS:
         raise ApiError(400, f"At most {MAX_BUCKETS} buckets: widen the bucket or narrow the window.")
     engine = current_app.extensions["engine"]
     if not vehicle_known(engine, vehicle_id):
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
-    buckets = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])
+    buckets, split = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])
     return {
         "vehicleId": vehicle_id,
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
+        "answeredWindow": answered(split),
         "bucket": name,
         "series": [
             {"start": format_rfc3339(b.start), "acConsumedKwh": b.ac_kwh, "dcDeliveredKwh": b.dc_kwh,

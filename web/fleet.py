@@ -6,7 +6,7 @@ from flask import Blueprint, current_app
 
 from models.analytics import ratio
 from models.fleet import fleet_page
-from web.analytics import query, window
+from web.analytics import answered, query, window
 from web.auth import require
 from web.schemas import FleetQuerySchema
 from web.timestamps import format_rfc3339
@@ -25,6 +25,7 @@ def fleet():
                       q["order"] == "desc", q["limit"], q["offset"])
     return {
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
+        "answeredWindow": answered(page.window),
         "totals": {
             "vehicles": page.total_vehicles,
             "acConsumedKwh": page.total_ac_kwh,
