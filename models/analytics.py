@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, text
 
 from models.db import read_connection
-from models.figures import BUCKET_ORIGIN, vehicle_figures_sql
-from models.rollups import rollup_marks
+from models.figures import BUCKET_ORIGIN, vehicle_figures_sql, window_state
 from models.windows import DAY, HOUR, Finest, WindowSplit, split_window
 
 # A vehicle is known once it has sent a reading (it has live state) or has a meter linked.
@@ -24,16 +23,17 @@ KNOWN_VEHICLE = """
      OR EXISTS (SELECT 1 FROM meter_links WHERE vehicle_id = :vehicle_id))
 """
 
-# One row always, also for a vehicle without readings in the window.
-PERFORMANCE = text(vehicle_figures_sql(one_vehicle=True, bucketed=False) + f"""
+# One row always, also for a vehicle without readings in the window; by
+# `relinked` (models/figures.py).
+PERFORMANCE = {relinked: text(vehicle_figures_sql(True, False, relinked) + f"""
     SELECT coalesce(f.ac_kwh, 0), coalesce(f.meter_readings, 0), coalesce(f.dc_kwh, 0),
            coalesce(f.vehicle_readings, 0), f.avg_temp, {KNOWN_VEHICLE}
     FROM (SELECT 1) one LEFT JOIN figures f ON true
-""")
+""") for relinked in (False, True)}
 
 # Every bucket of the window is listed (aligned to UTC midnight, date_bin's
 # origin), empty ones included, so a chart needs no gap filling.
-SERIES = text(vehicle_figures_sql(one_vehicle=True, bucketed=True) + """,
+SERIES = {relinked: text(vehicle_figures_sql(True, True, relinked) + """,
     buckets AS (
         SELECT generate_series(date_bin(:bucket, :start, :origin), :end - interval '1 microsecond',
                                :bucket) AS t
@@ -42,7 +42,7 @@ SERIES = text(vehicle_figures_sql(one_vehicle=True, bucketed=True) + """,
            coalesce(f.vehicle_readings, 0), f.avg_temp
     FROM buckets LEFT JOIN figures f USING (t)
     ORDER BY buckets.t
-""")
+""") for relinked in (False, True)}
 
 
 def ratio(dc: float, ac: float) -> float | None:
@@ -78,9 +78,10 @@ def vehicle_performance(
     meanwhile are complete, and hourly ones stop being read an hour before
     they are deleted (models/roll_up.py), so the split stays valid."""
     with read_connection(engine) as conn:
-        split = split_window(from_ts, to_ts, rollup_marks(conn))
+        marks, relinked = window_state(conn, from_ts, to_ts, vehicle_id)
+        split = split_window(from_ts, to_ts, marks)
         ac, ac_n, dc, dc_n, temp, known = conn.execute(
-            PERFORMANCE, {"vehicle_id": vehicle_id, **split.params()}).one()
+            PERFORMANCE[relinked], {"vehicle_id": vehicle_id, **split.params()}).one()
     if not known:
         return None
     return Performance(float(ac), float(dc), ac_n, dc_n, temp, split)
@@ -112,10 +113,11 @@ def vehicle_series(
 ) -> tuple[list[Bucket], WindowSplit]:
     """The window's figures per time bucket, oldest first, and the window answered."""
     with read_connection(engine) as conn:
-        split = split_window(from_ts, to_ts, rollup_marks(conn), _finest(bucket))
+        marks, relinked = window_state(conn, from_ts, to_ts, vehicle_id)
+        split = split_window(from_ts, to_ts, marks, _finest(bucket))
         params = {"vehicle_id": vehicle_id, "bucket": bucket, "origin": BUCKET_ORIGIN,
                   **split.params()}
-        return [Bucket(*row) for row in conn.execute(SERIES, params)], split
+        return [Bucket(*row) for row in conn.execute(SERIES[relinked], params)], split
 
 
 def bucket_count(from_ts: datetime, to_ts: datetime, bucket: timedelta) -> int:

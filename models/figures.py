@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from models.windows import SPAN_SPLIT
+from sqlalchemy import Connection, text
+
+from models.windows import SPAN_SPLIT, RollupMarks
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -41,9 +43,30 @@ VEHICLE_SUMS = ("sum(x.kwh_delivered_dc) AS kwh, sum(x.battery_temp) AS temp_sum
                 " max(x.battery_temp) AS temp_max, count(*) AS n")
 
 
-def _ac_parts(bucketed: bool) -> str:
+def _ac_parts(bucketed: bool, relinked: bool) -> str:
+    """AC of each span. Without links starting inside the window, every span is
+    the whole window, and its history is the window's edges: constant bounds
+    that leave the planner one or two partitions to plan. With them, a span's
+    history may lie anywhere in the window, and hours of its days are cut too."""
     t = "p.t, " if bucketed else ""
-    relinked = "WHERE sp.s > :days_start OR sp.e < :days_end"
+    edges = [("sp.s", "sp.h1", ":start", ":hours_start"), ("sp.h2", "sp.e", ":rolled_end", ":end")]
+    if relinked:
+        edges = [(a, b, ":start", ":end") for a, b, _, _ in edges]
+    history = "".join(f"""
+        UNION ALL
+        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
+            'meter_id', METER_SUMS, 'meter_readings',
+            f'sp.meter_id AND x.ts >= {a} AND x.ts < {b} AND x.ts >= {lo} AND x.ts < {hi}', bucketed)}"""
+        for a, b, lo, hi in edges)
+    cut_days = f"""
+        UNION ALL
+        -- hours of the window's days that a link starting or ending mid-day cuts
+        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
+            'meter_id', METER_ROLLUP_SUMS, 'meter_hourly',
+            'sp.meter_id AND x.hour >= :days_start AND x.hour < :days_end'
+            ' AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))',
+            bucketed)}
+        WHERE sp.s > :days_start OR sp.e < :days_end""" if relinked else ""
     return f"""
     ac_parts AS (
         SELECT sp.vehicle_id, {_bucket('r.day', bucketed)}r.kwh_consumed_ac AS kwh, r.readings AS n
@@ -54,25 +77,7 @@ def _ac_parts(bucketed: bool) -> str:
         FROM span_split sp JOIN meter_hourly r ON r.meter_id = sp.meter_id
          AND ((r.hour >= sp.h1 AND r.hour < sp.d1) OR (r.hour >= sp.d2 AND r.hour < sp.h2))
          AND ((r.hour >= :hours_start AND r.hour < :days_start)
-              OR (r.hour >= :days_end AND r.hour < :rolled_end))
-        UNION ALL
-        -- hours of the window's days that a link starting or ending mid-day cuts
-        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
-            'meter_id', METER_ROLLUP_SUMS, 'meter_hourly',
-            'sp.meter_id AND x.hour >= :days_start AND x.hour < :days_end'
-            ' AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))',
-            bucketed)}
-        {relinked}
-        UNION ALL
-        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
-            'meter_id', METER_SUMS, 'meter_readings',
-            'sp.meter_id AND x.ts >= sp.s AND x.ts < sp.h1 AND x.ts >= :start AND x.ts < :end',
-            bucketed)}
-        UNION ALL
-        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
-            'meter_id', METER_SUMS, 'meter_readings',
-            'sp.meter_id AND x.ts >= sp.h2 AND x.ts < sp.e AND x.ts >= :start AND x.ts < :end',
-            bucketed)}
+              OR (r.hour >= :days_end AND r.hour < :rolled_end)){cut_days}{history}
     )"""
 
 
@@ -100,19 +105,20 @@ def _dc_parts(one_vehicle: bool, bucketed: bool) -> str:
     return "\n    dc_parts AS (\n        " + "\n        UNION ALL\n        ".join(parts) + "\n    )"
 
 
-def vehicle_figures_sql(one_vehicle: bool, bucketed: bool) -> str:
+def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool) -> str:
     """`WITH ...` ending in the CTE `figures`: vehicle_id (and t, the bucket's
     start, when `bucketed`), ac_kwh, dc_kwh, avg_temp, max_temp, meter_readings,
     vehicle_readings, for the vehicles with readings or AC in the window (only
     :vehicle_id when `one_vehicle`). Parameters: WindowSplit.params(), and
-    :bucket and :origin when bucketed."""
+    :bucket and :origin when bucketed. `relinked`: whether a link of the
+    meters concerned starts inside the window (`window_state`)."""
     links = ("WHERE meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)"
              if one_vehicle else "")
     span_filter = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
     keys = "vehicle_id, t" if bucketed else "vehicle_id"
     return f"""
     WITH {SPAN_SPLIT.format(links=links, span_filter=span_filter)},
-    {_ac_parts(bucketed)},
+    {_ac_parts(bucketed, relinked)},
     {_dc_parts(one_vehicle, bucketed)},
     ac AS (SELECT {keys}, sum(kwh) AS kwh, sum(n) AS n FROM ac_parts GROUP BY {keys}),
     dc AS (SELECT {keys}, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
@@ -124,3 +130,26 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool) -> str:
                coalesce(ac.n, 0)::bigint AS meter_readings, coalesce(dc.n, 0)::bigint AS vehicle_readings
         FROM ac FULL JOIN dc USING ({keys})
     )"""
+
+
+# What the rollups hold, and whether a link of the meters concerned (those ever
+# linked to :vehicle_id, or all) starts inside the window: one round trip. The
+# window is taken to whole days, as a split may widen it to them.
+WINDOW_STATE = """
+    SELECT rolled_up_until, hours_kept_since, EXISTS (
+        SELECT 1 FROM meter_links
+        WHERE since > date_trunc('day', CAST(:start AS timestamptz), 'UTC')
+          AND since < date_trunc('day', CAST(:end AS timestamptz), 'UTC') + interval '1 day' {only})
+    FROM rollup_watermark
+"""
+ONE_VEHICLE_METERS = "AND meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)"
+
+
+def window_state(conn: Connection, start: datetime, end: datetime,
+                 vehicle_id: str | None = None) -> tuple[RollupMarks, bool]:
+    """The rollup marks, and whether links start inside the window (for
+    `vehicle_figures_sql`'s `relinked`)."""
+    sql = WINDOW_STATE.format(only=ONE_VEHICLE_METERS if vehicle_id else "")
+    until, kept, relinked = conn.execute(
+        text(sql), {"start": start, "end": end, "vehicle_id": vehicle_id}).one()
+    return RollupMarks(until, kept), relinked

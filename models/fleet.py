@@ -13,20 +13,20 @@ from sqlalchemy import Engine, text
 
 from models.analytics import ratio
 from models.db import read_connection
-from models.figures import vehicle_figures_sql
-from models.rollups import rollup_marks
+from models.figures import vehicle_figures_sql, window_state
 from models.windows import WindowSplit, split_window
 
-PER_VEHICLE = vehicle_figures_sql(one_vehicle=False, bucketed=False) + """
+# By `relinked` (models/figures.py).
+PER_VEHICLE = {relinked: vehicle_figures_sql(False, False, relinked) + """
     SELECT figures.*,
            -- numeric: a vanishing AC must not overflow the sort
            dc_kwh::numeric / nullif(ac_kwh, 0)::numeric AS efficiency
     FROM figures
-"""
+""" for relinked in (False, True)}
 
 # The totals row always comes back, joined to the page's rows (none past the end).
 FLEET_PAGE = """
-WITH v AS (""" + PER_VEHICLE + """), totals AS (
+WITH v AS ({per_vehicle}), totals AS (
     SELECT count(*) AS total_vehicles, coalesce(sum(ac_kwh), 0) AS total_ac,
            coalesce(sum(dc_kwh), 0) AS total_dc,
            coalesce(sum(meter_readings), 0)::bigint AS total_meter_readings,
@@ -85,9 +85,11 @@ def fleet_page(engine: Engine, from_ts: datetime, to_ts: datetime, sort: str, de
     direction = "DESC" if descending else "ASC"
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
     with read_connection(engine) as conn:
-        split = split_window(from_ts, to_ts, rollup_marks(conn))
+        marks, relinked = window_state(conn, from_ts, to_ts)
+        split = split_window(from_ts, to_ts, marks)
         params = {**split.params(), "limit": limit, "offset": offset}
-        rows = conn.execute(text(FLEET_PAGE.format(order=order)), params).all()
+        sql = FLEET_PAGE.format(per_vehicle=PER_VEHICLE[relinked], order=order)
+        rows = conn.execute(text(sql), params).all()
     totals = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
     return FleetPage(page, totals.total_vehicles, totals.total_ac, totals.total_dc,
@@ -97,6 +99,7 @@ def fleet_page(engine: Engine, from_ts: datetime, to_ts: datetime, sort: str, de
 def all_vehicles(engine: Engine, from_ts: datetime, to_ts: datetime) -> list[VehicleFigures]:
     """Every vehicle with readings or AC in [from_ts, to_ts) (for alert evaluation)."""
     with read_connection(engine) as conn:
-        split = split_window(from_ts, to_ts, rollup_marks(conn))
-        rows = conn.execute(text(PER_VEHICLE), split.params()).all()
+        marks, relinked = window_state(conn, from_ts, to_ts)
+        split = split_window(from_ts, to_ts, marks)
+        rows = conn.execute(text(PER_VEHICLE[relinked]), split.params()).all()
     return [VehicleFigures.of(row) for row in rows]

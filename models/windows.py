@@ -125,7 +125,9 @@ def floor_sql(x: str, unit: str) -> str:
 # the window as [s, e), and cut like the window (module docstring), within its
 # pieces: history [s, h1) and [h2, e), hourly [h1, d1) and [d2, h2), daily
 # [d1, d2). A span edge in hours no longer kept moves to its midnight (history
-# up to there) rather than onto hourly rollups that are gone.
+# up to there) rather than onto hourly rollups that are gone. A span with no
+# whole hour to read is history on both sides of one instant, h1 = h2, the
+# window's own cut for a span that is the whole window.
 SPAN_SPLIT = f"""
     spans AS (
         SELECT meter_id, vehicle_id, s, e,
@@ -149,7 +151,7 @@ SPAN_SPLIT = f"""
                CASE WHEN h1 < h2 AND d1r < d2r THEN d1r ELSE h2 END AS d1,
                CASE WHEN h1 < h2 AND d1r < d2r THEN d2r ELSE h2 END AS d2
         FROM (SELECT meter_id, vehicle_id, s, e, d1r, d2r,
-                     CASE WHEN h1 < h2 THEN h1 ELSE e END AS h1,
-                     CASE WHEN h1 < h2 THEN h2 ELSE e END AS h2
+                     CASE WHEN h1 < h2 THEN h1 ELSE least(greatest(h1, s), e) END AS h1,
+                     CASE WHEN h1 < h2 THEN h2 ELSE least(greatest(h1, s), e) END AS h2
               FROM spans_kept) k
     )"""

@@ -181,7 +181,7 @@ def test_query_uses_indexes_not_sequential_scans(client, drain_all, engine):
     from models.windows import split_window
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
-        compiled = PERFORMANCE.compile(engine)
+        compiled = PERFORMANCE[False].compile(engine)
         plan = conn.exec_driver_sql(
             "EXPLAIN " + str(compiled),
             {"vehicle_id": "V-3", **split_window(at(10), at(50), rollup_marks(conn)).params()},
