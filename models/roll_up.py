@@ -8,19 +8,16 @@ one range at most, however large the fleet: the ranges, not the hour, bound
 the wait. With its last hour (23:00), each range also rolls up its devices'
 day, from their 24 hourly rows.
 
-Taking the lock: the roll-up asks for it with a short LOCK_WAIT_MS timeout, as
-drains that arrive while it waits queue behind it; it gives way and retries,
-and only after LOCK_TRIES such tries waits as long as it takes, so that a
-steady stream of overlapping drains cannot starve it.
+A roll-up waiting for the lock holds no drain up: PostgreSQL grants a row's
+FOR SHARE at once while only FOR SHARE holders have it, so new drains pass a
+waiting FOR UPDATE (which in turn waits until no drain holds the row).
 """
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import OperationalError
 
 from models.rollups import KINDS, rolled_up_until
 from models.windows import DAY, HOUR, ceil_to, floor_to
@@ -29,8 +26,6 @@ from models.windows import DAY, HOUR, ceil_to, floor_to
 # minute are drained by then, and fewer take the late path.
 SETTLE = timedelta(minutes=1)
 RANGE_DEVICES = 500
-LOCK_WAIT_MS = 50
-LOCK_TRIES = 20
 
 LOCK_WATERMARK = text("SELECT rolled_up_until, rolling_device FROM rollup_watermark FOR UPDATE")
 MOVE_WATERMARK = text("UPDATE rollup_watermark SET rolled_up_until = :until, rolling_device = :device")
@@ -98,7 +93,7 @@ def roll_up(engine: Engine, now: datetime, max_hours: int = 24,
     return done
 
 
-def roll_up_range(engine: Engine, now: datetime, range_devices: int) -> bool | None:
+def roll_up_range(engine: Engine, now: datetime, range_devices: int = RANGE_DEVICES) -> bool | None:
     """Roll up the next device range of the watermark's hour. True: the hour is
     done; False: more ranges left; None: the hour has not closed."""
     with engine.begin() as conn:
@@ -120,21 +115,6 @@ def roll_up_range(engine: Engine, now: datetime, range_devices: int) -> bool | N
 
 
 def _lock(conn: Connection) -> tuple[datetime, str | None]:
-    """The watermark, locked FOR UPDATE, asked for politely first (module docstring)."""
-    for _ in range(LOCK_TRIES):
-        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT_MS}ms'"))
-        savepoint = conn.begin_nested()
-        try:
-            row = conn.execute(LOCK_WATERMARK).one()
-            savepoint.commit()
-            conn.execute(text("SET LOCAL lock_timeout = 0"))
-            return row.rolled_up_until, row.rolling_device
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
-                raise
-            savepoint.rollback()
-            time.sleep(LOCK_WAIT_MS / 1000)
-    conn.execute(text("SET LOCAL lock_timeout = 0"))
     row = conn.execute(LOCK_WATERMARK).one()
     return row.rolled_up_until, row.rolling_device
 

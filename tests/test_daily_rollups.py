@@ -7,6 +7,7 @@ read device by device, and the series bucket limit counts the buckets listed."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ import settings as settings_module
 from models.roll_up import SETTLE, roll_up, roll_up_range
 from models.rollups import rollup_marks
 from models.windows import split_window
-from tests.conftest import OPERATOR, set_watermark
+from tests.conftest import OPERATOR, set_watermark, wait_for
 from tests.readings import iso
 from tests.test_long_windows import assert_rollups_exact, link, store
 from workers.maintenance import maintain_history
@@ -142,3 +143,31 @@ def test_series_limit_counts_the_buckets_listed(client, engine, settings, start_
     assert response.status_code == status, response.json
     if status == 200:
         assert len(response.json["series"]) <= 5000
+
+
+def test_a_roll_up_waiting_for_the_lock_holds_no_drain_up(three_days, engine):
+    """A drain in flight holds the watermark FOR SHARE; a roll-up waits for it
+    FOR UPDATE, and a drain that starts meanwhile gets the lock at once rather
+    than queueing behind the roll-up (what bounds a drain's wait to a range)."""
+    in_flight = engine.connect()
+    in_flight_tx = in_flight.begin()
+    in_flight.execute(text("SELECT rolled_up_until FROM rollup_watermark FOR SHARE"))
+    done = []
+    rolling = threading.Thread(target=lambda: done.append(roll_up_range(engine, at(1) + SETTLE)))
+    rolling.start()
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
+            wait_for(lambda: watch.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'")).scalar_one(),
+                timeout_s=20, what="the roll-up waiting for the drain in flight")
+        with engine.begin() as second:
+            second.execute(text("SET LOCAL lock_timeout = '5s'"))
+            second.execute(text("SELECT rolled_up_until FROM rollup_watermark FOR SHARE"))
+        assert rolling.is_alive() and not done
+    finally:
+        in_flight_tx.commit()
+        in_flight.close()
+        rolling.join(30)
+    assert done == [True]  # then it rolled the hour up
+    assert_rollups_exact(engine)
