@@ -54,6 +54,9 @@ class Settings:
     # store: the rest wait at the client (503, Retry-After), not in the queue.
     max_backlog_s: float = 3.0
     retention_days: int | None = None
+    # Hourly rollups older than this many days are dropped (None: kept as long
+    # as history); windows that reach further back are answered from daily ones.
+    rollup_hourly_retention_days: int | None = None
     # A drain transaction takes whichever comes first: this many readings, or
     # this long since its first reading arrived. The wait is most of the time
     # from ingest to queryable at moderate rates; under full load batches fill
@@ -193,6 +196,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     retention = env.get("RETENTION_DAYS", "").strip()
+    hourly_retention = env.get("ROLLUP_HOURLY_RETENTION_DAYS", "").strip()
     settings = Settings(
         database_url=env.get("DATABASE_URL") or Settings.database_url,
         redis_url=env.get("REDIS_URL") or Settings.redis_url,
@@ -205,6 +209,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_backlog=_int(env, "MAX_BACKLOG", Settings.max_backlog),
         max_backlog_s=_float(env, "MAX_BACKLOG_SECONDS", Settings.max_backlog_s, zero=True),
         retention_days=_int(env, "RETENTION_DAYS", 0) if retention else None,
+        rollup_hourly_retention_days=(
+            _int(env, "ROLLUP_HOURLY_RETENTION_DAYS", 0) if hourly_retention else None),
         batch_max_readings=_int(env, "BATCH_MAX_READINGS", Settings.batch_max_readings),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", Settings.batch_max_wait_ms, 0),
         claim_idle_s=_float(env, "CLAIM_IDLE_S", Settings.claim_idle_s),

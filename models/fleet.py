@@ -1,13 +1,7 @@
-"""Fleet-wide analytics over a window, from the hourly rollups plus the raw
-readings of the partial hours at the window's edges.
-
-A window [a, b) splits into whole UTC hours [ha, hb), read from the rollups (one
-row per device-hour) as far as they are rolled up (to hw, models/hours.py),
-and the rest, [a, ha) and [hw, b), read from history through its BRIN time
-index. AC is attributed through the meter links valid at
-each reading's time: a link's span [since, next since) clipped to the window
-takes its whole hours from the rollups and its partial hours from history.
-The sums equal those of raw history (tests/test_fleet.py proves it).
+"""Fleet-wide analytics over a window: every vehicle's figures, composed from
+daily and hourly rollups and the history of the window's edges
+(models/figures.py), sorted and paged, with the fleet's totals. The sums equal
+those of raw history (tests/test_long_windows.py proves it).
 """
 
 from __future__ import annotations
@@ -19,65 +13,20 @@ from sqlalchemy import Engine, text
 
 from models.analytics import ratio
 from models.db import read_connection
-from models.hours import ceil_hour_sql, rolled_up_params, window_params
-from models.rollups import rolled_up_until
+from models.figures import vehicle_figures_sql, window_state
+from models.windows import WindowSplit, split_window
 
-PER_VEHICLE = f"""
-WITH spans AS (
-    SELECT meter_id, vehicle_id, greatest(since, :a) AS s,
-           least(lead(since) OVER (PARTITION BY meter_id ORDER BY since), :b) AS e
-    FROM meter_links
-), span_hours AS (
-    SELECT meter_id, vehicle_id, s, e, {ceil_hour_sql('s')} AS hs,
-           least(date_trunc('hour', e, 'UTC'), :w) AS he
-    FROM spans WHERE s < e
-), ac_parts AS (
-    -- whole hours of each span
-    SELECT sp.vehicle_id, r.kwh_consumed_ac AS kwh, r.readings AS n
-    FROM span_hours sp JOIN meter_hourly r
-      ON r.meter_id = sp.meter_id AND r.hour >= sp.hs AND r.hour < sp.he
-     AND r.hour >= :ha AND r.hour < :hb
-    UNION ALL
-    -- the window's edges, and its hours not rolled up yet
-    SELECT sp.vehicle_id, m.kwh_consumed_ac, 1
-    FROM meter_readings m JOIN span_hours sp
-      ON m.meter_id = sp.meter_id AND m.ts >= sp.s AND m.ts < sp.e
-    WHERE (m.ts >= :a AND m.ts < :ha) OR (m.ts >= :hw AND m.ts < :b)
-    UNION ALL
-    -- partial hours around links that start or end inside the window
-    SELECT sp.vehicle_id, m.kwh_consumed_ac, 1
-    FROM span_hours sp JOIN meter_readings m
-      ON m.meter_id = sp.meter_id AND m.ts >= sp.s AND m.ts < sp.e
-     AND m.ts >= :ha AND m.ts < :hw
-     AND (m.ts < sp.hs OR m.ts >= greatest(sp.he, sp.hs))
-    WHERE sp.s > :a OR sp.e < :b
-), ac AS (
-    SELECT vehicle_id, sum(kwh) AS kwh, sum(n) AS n FROM ac_parts GROUP BY vehicle_id
-), dc_parts AS (
-    SELECT vehicle_id, kwh_delivered_dc AS kwh, battery_temp_sum AS temp_sum,
-           battery_temp_max AS temp_max, readings AS n
-    FROM vehicle_hourly WHERE hour >= :ha AND hour < :hw
-    UNION ALL
-    SELECT vehicle_id, kwh_delivered_dc, battery_temp, battery_temp, 1
-    FROM vehicle_readings
-    WHERE (ts >= :a AND ts < :ha) OR (ts >= :hw AND ts < :b)
-), dc AS (
-    SELECT vehicle_id, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
-           sum(n) AS n
-    FROM dc_parts GROUP BY vehicle_id
-)
-SELECT vehicle_id,
-       coalesce(ac.kwh, 0) AS ac_kwh, coalesce(dc.kwh, 0) AS dc_kwh,
-       -- numeric: a vanishing AC must not overflow the sort
-       coalesce(dc.kwh, 0)::numeric / nullif(ac.kwh, 0)::numeric AS efficiency,
-       dc.temp_sum / nullif(dc.n, 0) AS avg_temp, dc.temp_max AS max_temp,
-       coalesce(ac.n, 0) AS meter_readings, coalesce(dc.n, 0) AS vehicle_readings
-FROM ac FULL JOIN dc USING (vehicle_id)
-"""
+# By `relinked` (models/figures.py).
+PER_VEHICLE = {relinked: vehicle_figures_sql(False, False, relinked) + """
+    SELECT figures.*,
+           -- numeric: a vanishing AC must not overflow the sort
+           dc_kwh::numeric / nullif(ac_kwh, 0)::numeric AS efficiency
+    FROM figures
+""" for relinked in (False, True)}
 
 # The totals row always comes back, joined to the page's rows (none past the end).
 FLEET_PAGE = """
-WITH v AS (""" + PER_VEHICLE + """), totals AS (
+WITH v AS ({per_vehicle}), totals AS (
     SELECT count(*) AS total_vehicles, coalesce(sum(ac_kwh), 0) AS total_ac,
            coalesce(sum(dc_kwh), 0) AS total_dc,
            coalesce(sum(meter_readings), 0)::bigint AS total_meter_readings,
@@ -140,31 +89,37 @@ class FleetPage:
     total_dc_kwh: float
     total_meter_readings: int
     total_vehicle_readings: int
+    window: WindowSplit  # its start and end: the window answered
     matched: int = 0
     efficiency_histogram: list[int] | None = None  # HISTOGRAM_EDGES' bins
 
 
-def fleet_page(engine: Engine, a: datetime, b: datetime, sort: str, descending: bool,
+def fleet_page(engine: Engine, from_ts: datetime, to_ts: datetime, sort: str, descending: bool,
                limit: int, offset: int, search: str = "") -> FleetPage:
-    """Per-vehicle figures over [a, b) of the vehicles whose id contains `search`
-    (any case), sorted and paged, with the whole fleet's totals.
+    """Per-vehicle figures over [from_ts, to_ts) of the vehicles whose id contains
+    `search` (any case), sorted and paged, with the whole fleet's totals.
 
-    `a` and `b` must be in UTC (whole hours are UTC hours)."""
+    The rollup marks are read first, so that the query's time bounds are
+    constants to the planner (partitions skipped, indexes chosen)."""
     direction = "DESC" if descending else "ASC"
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
     with read_connection(engine) as conn:
-        params = {**rolled_up_params(window_params(a, b), rolled_up_until(conn)),
-                  "limit": limit, "offset": offset, "search": search}
-        rows = conn.execute(text(FLEET_PAGE.format(order=order)), params).all()
-    t = rows[0]
+        marks, relinked = window_state(conn, from_ts, to_ts)
+        split = split_window(from_ts, to_ts, marks)
+        params = {**split.params(), "limit": limit, "offset": offset, "search": search}
+        sql = FLEET_PAGE.format(per_vehicle=PER_VEHICLE[relinked], order=order)
+        rows = conn.execute(text(sql), params).all()
+    totals = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
-    return FleetPage(page, t.total_vehicles, t.total_ac, t.total_dc, t.total_meter_readings,
-                     t.total_vehicle_readings, t.matched or 0, t.histogram)
+    return FleetPage(page, totals.total_vehicles, totals.total_ac, totals.total_dc,
+                     totals.total_meter_readings, totals.total_vehicle_readings, split,
+                     totals.matched or 0, totals.histogram)
 
 
-def all_vehicles(engine: Engine, a: datetime, b: datetime) -> list[VehicleFigures]:
-    """Every vehicle with readings or AC in [a, b) (for alert evaluation)."""
+def all_vehicles(engine: Engine, from_ts: datetime, to_ts: datetime) -> list[VehicleFigures]:
+    """Every vehicle with readings or AC in [from_ts, to_ts) (for alert evaluation)."""
     with read_connection(engine) as conn:
-        params = rolled_up_params(window_params(a, b), rolled_up_until(conn))
-        rows = conn.execute(text(PER_VEHICLE), params).all()
+        marks, relinked = window_state(conn, from_ts, to_ts)
+        split = split_window(from_ts, to_ts, marks)
+        rows = conn.execute(text(PER_VEHICLE[relinked]), split.params()).all()
     return [VehicleFigures.of(row) for row in rows]

@@ -72,12 +72,13 @@ def partitions(conn: Connection, table: str) -> dict[date, str]:
 
 def drop_before(engine: Engine, cutoff: date) -> list[str]:
     """Drop every partition that holds only days before `cutoff`, and the hourly
-    rollups of those days; returns the partitions' names."""
+    and daily rollups of those days; returns the partitions' names."""
     dropped = []
     with engine.begin() as conn:
         midnight = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
-        for rollup in ("meter_hourly", "vehicle_hourly"):
-            conn.execute(text(f"DELETE FROM {rollup} WHERE hour < :cutoff"), {"cutoff": midnight})
+        for rollup, column in (("meter_hourly", "hour"), ("vehicle_hourly", "hour"),
+                               ("meter_daily", "day"), ("vehicle_daily", "day")):
+            conn.execute(text(f"DELETE FROM {rollup} WHERE {column} < :cutoff"), {"cutoff": midnight})
         for table in HISTORY_TABLES:
             for day, name in sorted(partitions(conn, table).items()):
                 if day < cutoff:

@@ -1,48 +1,84 @@
-"""Hourly rollups of history: per device and UTC hour, the sums that fleet-wide
-queries need, so that they read one row per device-hour instead of sixty.
+"""Hourly and daily rollups of history: per device and UTC hour or day, the sums
+analytics need, so that a window reads one row per device-day or device-hour
+instead of 1,440 or 60 readings (models/windows.py says which part of a window
+comes from which).
 
-The rollups are complete for the hours before the watermark (`rollup_watermark`,
-one row) and are not read for later ones, which analytics take from history.
-A beat task rolls each hour up from history once it has closed (`roll_up`) and
-moves the watermark past it. A reading that arrives later than that (a late
-one, for an hour already rolled up) is added to its rollup by the drain, in the
-statement that inserts it into history.
+What the rollups hold is recorded in one row, `rollup_watermark`:
 
-The two must not miss each other. The drain reads the watermark FOR SHARE, in
-its own statement at the start of its transaction; `roll_up` locks it FOR
-UPDATE before reading history. So a roll-up waits for the drains in flight to
-commit (their readings are then in what it reads), and the drains that start
-meanwhile wait for it, then see the moved watermark and upsert their late
-readings themselves. `rebuild` recomputes any hours from raw history, for bulk
-loads that bypass the drain, under the same lock.
+- `rolled_up_until` (W): every device-hour before W is rolled up, and every
+  device-day before W's midnight;
+- `rolling_device` (D): W's own hour is being rolled up in device ranges
+  (models/roll_up.py), and is rolled up for the devices before D (none when
+  NULL); a device-day is rolled up with its last hour (23:00);
+- `hours_kept_since` (K): hourly rollups before K have been dropped
+  (ROLLUP_HOURLY_RETENTION_DAYS; NULL: none), daily ones are kept.
+
+Analytics read rollups only before W and hours only from K; the device-hours of
+hour W already rolled up are not read until the whole hour is.
+
+A reading stored after its device-hour was rolled up (a late one) is added to
+its hourly (if kept) and daily rollups by the drain, in the statement that
+inserts it into history. The drain and a roll-up must not miss each other: the
+drain reads the watermark FOR SHARE at the start of its transaction, a roll-up
+locks it FOR UPDATE before reading history. So a roll-up waits for the drains
+in flight to commit (their readings are then in what it reads), and the drains
+that start meanwhile wait for it, then see the moved watermark and add their
+late readings themselves.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Double, Engine, Integer, Text, text
+from sqlalchemy import Boolean, CheckConstraint, Double, Index, Integer, Text, text
 from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db import Base
-from models.hours import HOUR
+from models.windows import RollupMarks
+
+TS = TIMESTAMP(timezone=True)
 
 
 class MeterHourly(Base):
     __tablename__ = "meter_hourly"
+    # Fleet-wide reads of a time range (no device): the edges' hours of a long window.
+    __table_args__ = (Index("ix_meter_hourly_hour", "hour"),)
 
     meter_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    hour: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(TS, primary_key=True)
     kwh_consumed_ac: Mapped[float] = mapped_column(Double)
     readings: Mapped[int] = mapped_column(Integer)
 
 
 class VehicleHourly(Base):
     __tablename__ = "vehicle_hourly"
+    __table_args__ = (Index("ix_vehicle_hourly_hour", "hour"),)
 
     vehicle_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    hour: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    kwh_delivered_dc: Mapped[float] = mapped_column(Double)
+    battery_temp_sum: Mapped[float] = mapped_column(Double)
+    battery_temp_max: Mapped[float] = mapped_column(Double)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
+class MeterDaily(Base):
+    __tablename__ = "meter_daily"
+    __table_args__ = (Index("ix_meter_daily_day", "day"),)
+
+    meter_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    day: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    kwh_consumed_ac: Mapped[float] = mapped_column(Double)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
+class VehicleDaily(Base):
+    __tablename__ = "vehicle_daily"
+    __table_args__ = (Index("ix_vehicle_daily_day", "day"),)
+
+    vehicle_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    day: Mapped[datetime] = mapped_column(TS, primary_key=True)
     kwh_delivered_dc: Mapped[float] = mapped_column(Double)
     battery_temp_sum: Mapped[float] = mapped_column(Double)
     battery_temp_max: Mapped[float] = mapped_column(Double)
@@ -50,115 +86,86 @@ class VehicleHourly(Base):
 
 
 class RollupWatermark(Base):
-    """One row: the hours before `rolled_up_until` are rolled up."""
+    """One row: what the rollups hold (module docstring)."""
 
     __tablename__ = "rollup_watermark"
     __table_args__ = (CheckConstraint("one", name="one_row"),)
 
     one: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
-    rolled_up_until: Mapped[datetime] = mapped_column(TIMESTAMP(timezone=True))
+    rolled_up_until: Mapped[datetime] = mapped_column(TS)
+    rolling_device: Mapped[str | None] = mapped_column(Text)
+    hours_kept_since: Mapped[datetime | None] = mapped_column(TS)
 
 
-# How a device-hour is rolled up, stated once for the drain, roll_up and rebuild.
-METER_INSERT = """
-    INSERT INTO meter_hourly AS h (meter_id, hour, kwh_consumed_ac, readings)
-    SELECT meter_id, date_trunc('hour', ts, 'UTC'), sum(kwh_consumed_ac), count(*)
-"""
-VEHICLE_INSERT = """
-    INSERT INTO vehicle_hourly AS h
-        (vehicle_id, hour, kwh_delivered_dc, battery_temp_sum, battery_temp_max, readings)
-    SELECT vehicle_id, date_trunc('hour', ts, 'UTC'), sum(kwh_delivered_dc), sum(battery_temp),
-           max(battery_temp), count(*)
-"""
-
-# Both take the rows just inserted into history as the CTE `stored`, and add
-# those of hours already rolled up (the drain's parameter `rolled_up_until`);
-# ordered so that concurrent workers lock rollup rows in the same order.
-METER_ROLLUP_CTE = METER_INSERT + """
-    FROM stored WHERE ts < %(rolled_up_until)s GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (meter_id, hour) DO UPDATE
-        SET kwh_consumed_ac = h.kwh_consumed_ac + excluded.kwh_consumed_ac,
-            readings = h.readings + excluded.readings
-"""
-
-VEHICLE_ROLLUP_CTE = VEHICLE_INSERT + """
-    FROM stored WHERE ts < %(rolled_up_until)s GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (vehicle_id, hour) DO UPDATE
-        SET kwh_delivered_dc = h.kwh_delivered_dc + excluded.kwh_delivered_dc,
-            battery_temp_sum = h.battery_temp_sum + excluded.battery_temp_sum,
-            battery_temp_max = greatest(h.battery_temp_max, excluded.battery_temp_max),
-            readings = h.readings + excluded.readings
-"""
-
-# Recomputing an hour from history. Rows already there (from a rebuild, or the
-# drain before migration 0007) came from the same history: overwritten.
-ROLL_UP = [
-    text(METER_INSERT + """FROM meter_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2
-         ON CONFLICT (meter_id, hour) DO UPDATE
-             SET kwh_consumed_ac = excluded.kwh_consumed_ac, readings = excluded.readings"""),
-    text(VEHICLE_INSERT + """FROM vehicle_readings WHERE ts >= :start AND ts < :end GROUP BY 1, 2
-         ON CONFLICT (vehicle_id, hour) DO UPDATE
-             SET kwh_delivered_dc = excluded.kwh_delivered_dc,
-                 battery_temp_sum = excluded.battery_temp_sum,
-                 battery_temp_max = excluded.battery_temp_max, readings = excluded.readings"""),
-]
-
-# A rebuild also drops rows of device-hours that history no longer holds. The
-# roll-up need not: history is append-only, and a later hour has no such rows.
-REBUILD = [
-    text("DELETE FROM meter_hourly WHERE hour >= :start AND hour < :end"),
-    text("DELETE FROM vehicle_hourly WHERE hour >= :start AND hour < :end"),
-    *ROLL_UP,
-]
-
-HOUR_BOUNDS = text(
-    "SELECT date_trunc('hour', CAST(:start AS timestamptz), 'UTC'),"
-    " date_trunc('hour', CAST(:end AS timestamptz) - interval '1 microsecond', 'UTC')"
-    " + interval '1 hour'"
-)
+# The rollup tables of each kind: the device column and the sums, stated once
+# for the drain, the roll-up and the rebuild. `sums` are the aggregates over
+# history; `merge` adds a row's sums to those already there.
+KINDS = {
+    "meter": {
+        "history": "meter_readings", "device": "meter_id",
+        "columns": "kwh_consumed_ac, readings",
+        "sums": "sum(kwh_consumed_ac), count(*)",
+        "resum": "sum(kwh_consumed_ac), sum(readings)",
+        "merge": "kwh_consumed_ac = r.kwh_consumed_ac + excluded.kwh_consumed_ac,"
+                 " readings = r.readings + excluded.readings",
+        "replace": "kwh_consumed_ac = excluded.kwh_consumed_ac, readings = excluded.readings",
+    },
+    "vehicle": {
+        "history": "vehicle_readings", "device": "vehicle_id",
+        "columns": "kwh_delivered_dc, battery_temp_sum, battery_temp_max, readings",
+        "sums": "sum(kwh_delivered_dc), sum(battery_temp), max(battery_temp), count(*)",
+        "resum": "sum(kwh_delivered_dc), sum(battery_temp_sum), max(battery_temp_max), sum(readings)",
+        "merge": "kwh_delivered_dc = r.kwh_delivered_dc + excluded.kwh_delivered_dc,"
+                 " battery_temp_sum = r.battery_temp_sum + excluded.battery_temp_sum,"
+                 " battery_temp_max = greatest(r.battery_temp_max, excluded.battery_temp_max),"
+                 " readings = r.readings + excluded.readings",
+        "replace": "kwh_delivered_dc = excluded.kwh_delivered_dc,"
+                   " battery_temp_sum = excluded.battery_temp_sum,"
+                   " battery_temp_max = excluded.battery_temp_max, readings = excluded.readings",
+    },
+}
 
 
-# The drain's lock: shared with other drains, it only keeps roll_up out.
+def rolled_up_sql(device: str, hour: str) -> str:
+    """SQL: whether the device-hour is rolled up, against the watermark row `m`."""
+    return (f"({hour} < m.rolled_up_until"
+            f" OR ({hour} = m.rolled_up_until AND {device} < m.rolling_device))")
+
+
+def late_rollups_cte(kind: str) -> str:
+    """CTEs for the drain's statement: the rows just inserted into history
+    (`stored`) whose device-hour or device-day is already rolled up are added to
+    those rollups. Ordered so that concurrent drains lock rollup rows in the
+    same order."""
+    k = KINDS[kind]
+    dev, hour, day = k["device"], "date_trunc('hour', ts, 'UTC')", "date_trunc('day', ts, 'UTC')"
+    return f"""
+    late_hours AS (
+        INSERT INTO {kind}_hourly AS r ({dev}, hour, {k['columns']})
+        SELECT {dev}, {hour}, {k['sums']} FROM stored, rollup_watermark m
+        WHERE {rolled_up_sql(dev, hour)}
+          AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT ({dev}, hour) DO UPDATE SET {k['merge']}
+    ), late_days AS (
+        INSERT INTO {kind}_daily AS r ({dev}, day, {k['columns']})
+        SELECT {dev}, {day}, {k['sums']} FROM stored, rollup_watermark m
+        WHERE {rolled_up_sql(dev, day + " + interval '23 hours'")}
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT ({dev}, day) DO UPDATE SET {k['merge']}
+    )"""
+
+
+# The drain's lock: shared with other drains, it only keeps roll-ups out.
 WATERMARK_FOR_DRAIN = "SELECT rolled_up_until FROM rollup_watermark FOR SHARE"
-WATERMARK = text("SELECT rolled_up_until FROM rollup_watermark")
-LOCK_WATERMARK = text("SELECT rolled_up_until FROM rollup_watermark FOR UPDATE")
-MOVE_WATERMARK = text("UPDATE rollup_watermark SET rolled_up_until = :until")
+MARKS = text("SELECT rolled_up_until, hours_kept_since FROM rollup_watermark")
+
+
+def rollup_marks(conn) -> RollupMarks:
+    """What the rollups hold now, for splitting a window."""
+    return RollupMarks(*conn.execute(MARKS).one())
 
 
 def rolled_up_until(conn) -> datetime:
     """The watermark: the hours before it are rolled up."""
-    return conn.execute(WATERMARK).scalar_one()
-
-
-# An hour is rolled up this long after it ends: the readings of its last
-# minute are drained by then, and fewer take the late path.
-SETTLE = timedelta(minutes=1)
-
-
-def rebuild(engine: Engine, start: datetime, end: datetime) -> None:
-    """Recompute the rollups of every hour that [start, end) touches, from raw history."""
-    with engine.begin() as conn:
-        conn.execute(LOCK_WATERMARK)
-        hour_start, hour_end = conn.execute(HOUR_BOUNDS, {"start": start, "end": end}).one()
-        for statement in REBUILD:
-            conn.execute(statement, {"start": hour_start, "end": hour_end})
-
-
-def roll_up(engine: Engine, now: datetime, max_hours: int = 24) -> int:
-    """Roll up the hours that have closed since the watermark, one transaction
-    each (drains wait for one hour's aggregation at most), at most `max_hours`
-    of them; returns how many."""
-    done = 0
-    while done < max_hours:
-        with engine.connect() as conn:  # a look without the lock, which would stop the drains
-            if rolled_up_until(conn) + HOUR > now - SETTLE:
-                break
-        with engine.begin() as conn:
-            start = conn.execute(LOCK_WATERMARK).scalar_one()
-            if start + HOUR > now - SETTLE:  # another roll_up was faster
-                break
-            for statement in ROLL_UP:
-                conn.execute(statement, {"start": start, "end": start + HOUR})
-            conn.execute(MOVE_WATERMARK, {"until": start + HOUR})
-        done += 1
-    return done
+    return rollup_marks(conn).rolled_up_until

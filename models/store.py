@@ -3,9 +3,9 @@
 Each device kind is written by one statement: the history insert skips readings
 already stored (same device and instant: the first one stored stands), and only
 the rows it really inserted go on to the live upsert, which replaces a device's
-row only with a newer reading, and, if they are late (of an hour already rolled
-up), to the hourly rollups (models/rollups.py, which also says why the
-transaction first reads the rollup watermark FOR SHARE).
+row only with a newer reading, and, if they are late (of an hour or day already
+rolled up), to the hourly and daily rollups (models/rollups.py, which also says
+why the transaction first reads the rollup watermark FOR SHARE).
 Rows are sorted by (device, instant) so that two
 workers writing overlapping batches take their row locks in the same order and
 cannot deadlock each other.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
-from models.rollups import METER_ROLLUP_CTE, VEHICLE_ROLLUP_CTE, WATERMARK_FOR_DRAIN
+from models.rollups import WATERMARK_FOR_DRAIN, late_rollups_cte
 from readings.rows import instant
 
 STORE_METERS = (
@@ -40,7 +40,7 @@ STORE_METERS = (
         RETURNING *
     ), live AS (""" + UPSERT_LIVE_METERS.format(source="stored") + """
         RETURNING 1
-    ), rollup AS (""" + METER_ROLLUP_CTE + """)
+    ),""" + late_rollups_cte("meter") + """
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
     """
 )
@@ -60,7 +60,7 @@ STORE_VEHICLES = (
         RETURNING *
     ), live AS (""" + UPSERT_LIVE_VEHICLES.format(source="stored") + """
         RETURNING 1
-    ), rollup AS (""" + VEHICLE_ROLLUP_CTE + """)
+    ),""" + late_rollups_cte("vehicle") + """
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
     """
 )
@@ -119,12 +119,11 @@ def store_batch(conn: Connection, meters: Columns, vehicles: Columns) -> StoreRe
     Raises ValueError or TypeError for a row whose instant is not an ISO 8601
     string with a zone (queue rows the web did not write)."""
     result = StoreResult(readings=len(meters) + len(vehicles))
-    rolled_up_until = conn.exec_driver_sql(WATERMARK_FOR_DRAIN).scalar_one()
+    conn.exec_driver_sql(WATERMARK_FOR_DRAIN)
     for statement, columns in ((STORE_METERS, meters), (STORE_VEHICLES, vehicles)):
         if len(columns):
             params = columns.params()
             params["ts"] = [instant(ts) for ts in params["ts"]]
-            params["rolled_up_until"] = rolled_up_until
             stored, live = conn.exec_driver_sql(statement, params).one()
             result.stored += stored
             result.live_updated += live

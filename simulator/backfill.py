@@ -34,11 +34,11 @@ import psycopg
 from sqlalchemy import NullPool, create_engine
 from tqdm import tqdm
 
-from models import partitions, rollups
+from models import partitions, roll_up
 from models.db import create_db_engine, sqlalchemy_url
 from models.links import put_links
 from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
-from models.rollups import MeterHourly, VehicleHourly
+from models.rollups import MeterDaily, MeterHourly, VehicleDaily, VehicleHourly
 from settings import load_or_exit
 from simulator import fleet
 
@@ -351,18 +351,19 @@ def run(database_url: str, vehicles: int, meters: int, hours: float, end: dateti
                        for day in sorted(_days(start, end))]
             _vacuum_analyze(database_url, [*touched, "live_meters", "live_vehicles", "meter_links"])
 
-        with phase("rollups", "rebuilding the hourly rollups of the window"):
+        with phase("rollups", "rebuilding the rollups of the window's days"):
             # Hashing a day of the fleet's device-hours needs more than the default work_mem.
             rollup_engine = create_engine(
                 sqlalchemy_url(database_url), poolclass=NullPool,
                 connect_args={"connect_timeout": 5, "options": f"-c work_mem={ROLLUP_WORK_MEM}"},
             )
             try:
-                rollups.rebuild(rollup_engine, start, end)
+                roll_up.rebuild(rollup_engine, start, end)
             finally:
                 rollup_engine.dispose()
-            _vacuum_analyze(database_url, [MeterHourly.__tablename__, VehicleHourly.__tablename__])
-        summary.rollups = "rebuilt for the window's hours"
+            _vacuum_analyze(database_url, [t.__tablename__ for t in (MeterHourly, VehicleHourly,
+                                                                     MeterDaily, VehicleDaily)])
+        summary.rollups = "hourly and daily ones rebuilt for the window's days"
     finally:
         engine.dispose()
     summary.seconds = time.perf_counter() - began

@@ -37,7 +37,7 @@ pytest.register_assert_rewrite("tests.servers")
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
-          "meter_hourly", "vehicle_hourly",
+          "meter_hourly", "vehicle_hourly", "meter_daily", "vehicle_daily",
           "dead_letters", "alerts", "gateway_devices", "devices", "gateways")
 INGEST = {"Authorization": "Bearer test-ingest"}
 OPERATOR = {"Authorization": "Bearer test-operator"}
@@ -152,10 +152,12 @@ def drain_all(queue, engine, settings) -> Callable[[], DrainReport]:
 
 
 def set_watermark(engine: Engine, until: datetime | None) -> None:
-    """Move the rollup watermark (None: to the current hour, where the migration puts it)."""
+    """Move the rollup watermark (None: to the current hour, where the migration puts
+    it), with no hour half rolled up and every hourly rollup kept."""
     with engine.begin() as conn:
         conn.execute(text("UPDATE rollup_watermark SET rolled_up_until ="
-                          " coalesce(:until, date_trunc('hour', now(), 'UTC'))"), {"until": until})
+                          " coalesce(:until, date_trunc('hour', now(), 'UTC')),"
+                          " rolling_device = NULL, hours_kept_since = NULL"), {"until": until})
 
 
 def count(engine: Engine, table: str) -> int:

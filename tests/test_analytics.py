@@ -177,13 +177,14 @@ def test_query_uses_indexes_not_sequential_scans(client, drain_all, engine):
         readings += [vehicle(f"V-{m}", at=at(i)) for i in range(100)]
     load(client, drain_all, readings)
     from models.analytics import PERFORMANCE
-    from models.hours import window_params
+    from models.rollups import rollup_marks
+    from models.windows import split_window
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
-        compiled = PERFORMANCE.compile(engine)
+        compiled = PERFORMANCE[False].compile(engine)
         plan = conn.exec_driver_sql(
             "EXPLAIN " + str(compiled),
-            {"vehicle_id": "V-3", **window_params(at(10), at(50))},
+            {"vehicle_id": "V-3", **split_window(at(10), at(50), rollup_marks(conn)).params()},
         ).scalars().all()
     plan_text = "\n".join(plan)
     for table in ("meter_readings", "vehicle_readings"):

@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from models.analytics import VEHICLE_AC_READINGS, VEHICLE_DC_READINGS
-from models.rollups import rebuild
+from models.roll_up import rebuild
 from tests.conftest import INGEST, OPERATOR, set_watermark
 from tests.readings import iso, meter, vehicle
 
@@ -99,6 +98,20 @@ def test_rebuilt_rollups_equal_those_kept_by_the_drain(fleet_data, engine):
         assert [r[:2] for r in rebuilt] == [r[:2] for r in rows]
         for got, want in zip(rebuilt, rows, strict=True):
             assert got[2:] == pytest.approx(want[2:], rel=1e-12)
+
+
+# The reference: a vehicle's readings straight from history, no rollups. AC: the
+# readings of every span [since, next since) of a link to this vehicle.
+VEHICLE_AC_READINGS = """
+    (SELECT meter_id, vehicle_id, since,
+            lead(since) OVER (PARTITION BY meter_id ORDER BY since) AS until
+     FROM meter_links) s
+    JOIN meter_readings r
+      ON r.meter_id = s.meter_id AND r.ts >= s.since AND (s.until IS NULL OR r.ts < s.until)
+     AND r.ts >= :from_ts AND r.ts < :to_ts
+    WHERE s.vehicle_id = :vehicle_id
+"""
+VEHICLE_DC_READINGS = "vehicle_readings WHERE vehicle_id = :vehicle_id AND ts >= :from_ts AND ts < :to_ts"
 
 
 def raw_figures(engine, vehicle_id: str, start: datetime, end: datetime) -> dict:

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from models.analytics import PERFORMANCE
-from models.hours import window_params
 from models.partitions import partitions
+from models.rollups import rollup_marks
+from models.windows import split_window
 from tests.conftest import INGEST, OPERATOR
 from tests.readings import iso, meter, vehicle
 from workers import drain as drain_module
@@ -78,8 +79,8 @@ def test_analytics_reads_only_the_partitions_of_its_window(client, drain_all, en
     start, end = day.replace(hour=0, minute=30), day.replace(hour=23, minute=10)
     with engine.connect() as conn:
         plan = "\n".join(conn.exec_driver_sql(
-            "EXPLAIN " + str(PERFORMANCE.compile(engine)),
-            {"vehicle_id": "V-201", **window_params(start, end)},
+            "EXPLAIN " + str(PERFORMANCE[False].compile(engine)),
+            {"vehicle_id": "V-201", **split_window(start, end, rollup_marks(conn)).params()},
         ).scalars())
     for table in ("meter_readings", "vehicle_readings"):
         assert f"{table}_p{days_ago(2):%Y%m%d}" in plan, plan

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from models.rollups import roll_up, rolled_up_until
+from models.roll_up import roll_up
+from models.rollups import rolled_up_until
 from tests.conftest import INGEST, OPERATOR, set_watermark, wait_for
 from tests.readings import meter, vehicle
 from tests.test_fleet import assert_rollups_equal_raw_sums, at, performance, rollup_rows
@@ -75,7 +76,7 @@ def test_late_reading_of_a_rolled_up_hour_is_added_by_the_drain(unrolled_hours, 
         before["totalEnergy"]["dcDeliveredKwh"] + 7, rel=1e-12)
 
 
-def test_a_drain_waits_for_a_roll_up_in_progress(engine):
+def test_a_drain_waits_for_a_roll_up_in_progress(engine, settings):  # settings: emptied after
     """The drain reads the watermark under a lock that a roll-up holds: a drain
     that starts during one sees the moved watermark and adds its late reading
     to the rollups itself, which the roll-up, reading history before the

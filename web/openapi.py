@@ -82,15 +82,17 @@ COMPONENTS = {
         "description": "Why, by field name; for an array body, by the offending index first."})}),
     "Window": Window, "ReadingCounts": Counts, "LinkEntry": LinkEntry,
     "Performance": body("Performance", {
-        "vehicleId": DeviceId(), "window": nested(Window), "avgBatteryTemp": temp(),
+        "vehicleId": DeviceId(), "window": nested(Window), "answeredWindow": nested(Window),
+        "avgBatteryTemp": temp(),
         "totalEnergy": nested(body("TotalEnergy", {"acConsumedKwh": kwh(), "dcDeliveredKwh": kwh()})),
         "efficiencyRatio": kwh(nullable=True), "readings": nested(Counts)}),
     "Series": body("Series", {
-        "vehicleId": DeviceId(), "window": nested(Window), "bucket": fields.String(required=True),
+        "vehicleId": DeviceId(), "window": nested(Window), "answeredWindow": nested(Window),
+        "bucket": fields.String(required=True),
         "series": nested(body("Bucket", {"start": at(), **Energy, "avgBatteryTemp": temp(),
                                          "readings": nested(Counts)}), many=True)}),
     "Fleet": body("Fleet", {
-        "window": nested(Window),
+        "window": nested(Window), "answeredWindow": nested(Window),
         "totals": nested(body("FleetTotals", {
             "vehicles": whole(), **Energy, "readings": nested(Counts),
             "efficiencyHistogram": nested(body("HistogramBin", {

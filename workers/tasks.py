@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from models.rollups import roll_up
+from models.roll_up import roll_up
 from workers.alerts import evaluate_alerts
 from workers.app import app, consumer_name, engine, queue, settings
 from workers.backoff import Backoff
@@ -47,7 +47,7 @@ def maintain_history_task() -> dict:
 
 @app.task(name="workers.roll_up_hours")
 def roll_up_hours_task() -> dict:
-    """Roll up the hours that have closed into the hourly rollups."""
+    """Roll up the hours (and days) that have closed into the rollups."""
     return {"hours": roll_up(engine(), datetime.now(UTC))}
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from models.analytics import vehicle_known, vehicle_performance, vehicle_series
+from models.analytics import bucket_count, vehicle_known, vehicle_performance, vehicle_series
 from readings.schemas import BUCKETS, SeriesQuerySchema
 from readings.timestamps import format_rfc3339
 from web.api.csv_export import negotiated
-from web.api.params import query, window
+from web.api.params import answered, query, window
 from web.auth import require
 from web.errors import ApiError
 
@@ -30,6 +30,7 @@ def performance(vehicle_id: str):
     return {
         "vehicleId": vehicle_id,
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
+        "answeredWindow": answered(perf.window),
         "totalEnergy": {"acConsumedKwh": perf.ac_kwh, "dcDeliveredKwh": perf.dc_kwh},
         "efficiencyRatio": perf.efficiency,
         "avgBatteryTemp": perf.avg_battery_temp,
@@ -41,15 +42,16 @@ def performance(vehicle_id: str):
 def series(vehicle_id: str):
     from_ts, to_ts = window()
     name = query(series_query)["bucket"]
-    if (to_ts - from_ts) / BUCKETS[name] > MAX_BUCKETS:
+    if bucket_count(from_ts, to_ts, BUCKETS[name]) > MAX_BUCKETS:
         raise ApiError(400, f"At most {MAX_BUCKETS} buckets: widen the bucket or narrow the window.")
     engine = current_app.extensions["engine"]
     if not vehicle_known(engine, vehicle_id):
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
-    buckets = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])
+    buckets, split = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])
     body = {
         "vehicleId": vehicle_id,
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
+        "answeredWindow": answered(split),
         "bucket": name,
         "series": [
             {"start": format_rfc3339(b.start), "acConsumedKwh": b.ac_kwh, "dcDeliveredKwh": b.dc_kwh,

@@ -9,7 +9,7 @@ from models.fleet import HISTOGRAM_EDGES, fleet_page
 from readings.schemas import FleetQuerySchema
 from readings.timestamps import format_rfc3339
 from web.api.csv_export import negotiated
-from web.api.params import query, window
+from web.api.params import answered, query, window
 from web.auth import require
 
 bp = Blueprint("fleet", __name__)
@@ -28,6 +28,7 @@ def fleet():
                       q["order"] == "desc", q["limit"], q["offset"], q["search"])
     body = {
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
+        "answeredWindow": answered(page.window),
         "totals": {
             "vehicles": page.total_vehicles,
             "acConsumedKwh": page.total_ac_kwh,

@@ -11,7 +11,8 @@ from typing import Any
 from flask import request
 from marshmallow import Schema, ValidationError
 
-from readings.timestamps import parse_rfc3339
+from models.windows import WindowSplit
+from readings.timestamps import format_rfc3339, parse_rfc3339
 from web.errors import ApiError
 
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -47,3 +48,9 @@ def query(schema: Schema) -> dict[str, Any]:
     except ValidationError as exc:
         raise ApiError(400, "Bad query: " + "; ".join(
             f"{name}: {' '.join(msgs)}" for name, msgs in exc.messages.items())) from None
+
+
+def answered(split: WindowSplit) -> dict:
+    """The window the figures cover: the one asked for, or wider (whole UTC days)
+    where it needed hourly rollups no longer kept (ROLLUP_HOURLY_RETENTION_DAYS)."""
+    return {"from": format_rfc3339(split.start), "to": format_rfc3339(split.end)}

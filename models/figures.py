@@ -1,0 +1,155 @@
+"""The one query behind every analytics figure: per vehicle (and per time bucket,
+for series), AC, DC, battery temperature and reading counts over a window,
+composed from daily rollups, hourly rollups and history as the window's split
+says (models/windows.py).
+
+AC is attributed through the meter links valid at each reading's time: each
+link span, clipped to the window, is cut like the window (`SPAN_SPLIT`). Rollup
+rows are joined by time ranges the planner sees as constants; history (the
+edges) is read device by device through its (device, time) primary key, inside
+a LATERAL aggregate the planner cannot flatten into a scan of every device's
+rows, so an edge costs its own readings whatever order history was loaded in.
+Devices are taken from live state (every device that stored a reading has a
+row there) and from the links.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, text
+
+from models.windows import SPAN_SPLIT, RollupMarks
+
+BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _bucket(column: str, bucketed: bool) -> str:
+    """The bucket column of a part (`t`), when the figures are per bucket."""
+    return f"date_bin(:bucket, {column}, :origin) AS t, " if bucketed else ""
+
+
+def _lateral(device: str, sums: str, table: str, condition: str, bucketed: bool) -> str:
+    """One device's rows of `table` (alias x) under `condition`, summed (per bucket)."""
+    time = "x.hour" if table.endswith("_hourly") else "x.ts"
+    group = " GROUP BY 1" if bucketed else ""
+    return (f"CROSS JOIN LATERAL (SELECT {_bucket(time, bucketed)}{sums} FROM {table} x"
+            f" WHERE x.{device} = {condition}{group} HAVING count(*) > 0) p")
+
+
+METER_SUMS = "sum(x.kwh_consumed_ac) AS kwh, count(*) AS n"
+METER_ROLLUP_SUMS = "sum(x.kwh_consumed_ac) AS kwh, sum(x.readings) AS n"
+VEHICLE_SUMS = ("sum(x.kwh_delivered_dc) AS kwh, sum(x.battery_temp) AS temp_sum,"
+                " max(x.battery_temp) AS temp_max, count(*) AS n")
+
+
+def _ac_parts(bucketed: bool, relinked: bool) -> str:
+    """AC of each span. Without links starting inside the window, every span is
+    the whole window, and its history is the window's edges: constant bounds
+    that leave the planner one or two partitions to plan. With them, a span's
+    history may lie anywhere in the window, and hours of its days are cut too."""
+    t = "p.t, " if bucketed else ""
+    edges = [("sp.s", "sp.h1", ":start", ":hours_start"), ("sp.h2", "sp.e", ":rolled_end", ":end")]
+    if relinked:
+        edges = [(a, b, ":start", ":end") for a, b, _, _ in edges]
+    history = "".join(f"""
+        UNION ALL
+        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
+            'meter_id', METER_SUMS, 'meter_readings',
+            f'sp.meter_id AND x.ts >= {a} AND x.ts < {b} AND x.ts >= {lo} AND x.ts < {hi}', bucketed)}"""
+        for a, b, lo, hi in edges)
+    cut_days = f"""
+        UNION ALL
+        -- hours of the window's days that a link starting or ending mid-day cuts
+        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
+            'meter_id', METER_ROLLUP_SUMS, 'meter_hourly',
+            'sp.meter_id AND x.hour >= :days_start AND x.hour < :days_end'
+            ' AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))',
+            bucketed)}
+        WHERE sp.s > :days_start OR sp.e < :days_end""" if relinked else ""
+    return f"""
+    ac_parts AS (
+        SELECT sp.vehicle_id, {_bucket('r.day', bucketed)}r.kwh_consumed_ac AS kwh, r.readings AS n
+        FROM span_split sp JOIN meter_daily r ON r.meter_id = sp.meter_id
+         AND r.day >= sp.d1 AND r.day < sp.d2 AND r.day >= :days_start AND r.day < :days_end
+        UNION ALL
+        SELECT sp.vehicle_id, {_bucket('r.hour', bucketed)}r.kwh_consumed_ac, r.readings
+        FROM span_split sp JOIN meter_hourly r ON r.meter_id = sp.meter_id
+         AND ((r.hour >= sp.h1 AND r.hour < sp.d1) OR (r.hour >= sp.d2 AND r.hour < sp.h2))
+         AND ((r.hour >= :hours_start AND r.hour < :days_start)
+              OR (r.hour >= :days_end AND r.hour < :rolled_end)){cut_days}{history}
+    )"""
+
+
+def _dc_parts(one_vehicle: bool, bucketed: bool) -> str:
+    t = "p.t, " if bucketed else ""
+    only = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
+    live = "WHERE v.vehicle_id = :vehicle_id" if one_vehicle else ""
+    rollup = ("SELECT vehicle_id, {t}kwh_delivered_dc AS kwh, battery_temp_sum AS temp_sum,"
+              " battery_temp_max AS temp_max, readings AS n FROM {table} WHERE {range} " + only)
+    edges = [
+        f"SELECT v.vehicle_id, {t}p.kwh, p.temp_sum, p.temp_max, p.n FROM live_vehicles v "
+        + _lateral('vehicle_id', VEHICLE_SUMS, 'vehicle_readings',
+                   f'v.vehicle_id AND x.ts >= :{a} AND x.ts < :{b}', bucketed) + f" {live}"
+        for a, b in (("start", "hours_start"), ("rolled_end", "end"))
+    ]
+    parts = [
+        rollup.format(t=_bucket("day", bucketed), table="vehicle_daily",
+                      range="day >= :days_start AND day < :days_end"),
+        rollup.format(t=_bucket("hour", bucketed), table="vehicle_hourly",
+                      range="hour >= :hours_start AND hour < :days_start"),
+        rollup.format(t=_bucket("hour", bucketed), table="vehicle_hourly",
+                      range="hour >= :days_end AND hour < :rolled_end"),
+        *edges,
+    ]
+    return "\n    dc_parts AS (\n        " + "\n        UNION ALL\n        ".join(parts) + "\n    )"
+
+
+def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool) -> str:
+    """`WITH ...` ending in the CTE `figures`: vehicle_id (and t, the bucket's
+    start, when `bucketed`), ac_kwh, dc_kwh, avg_temp, max_temp, meter_readings,
+    vehicle_readings, for the vehicles with readings or AC in the window (only
+    :vehicle_id when `one_vehicle`). Parameters: WindowSplit.params(), and
+    :bucket and :origin when bucketed. `relinked`: whether a link of the
+    meters concerned starts inside the window (`window_state`)."""
+    links = ("WHERE meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)"
+             if one_vehicle else "")
+    span_filter = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
+    keys = "vehicle_id, t" if bucketed else "vehicle_id"
+    return f"""
+    WITH {SPAN_SPLIT.format(links=links, span_filter=span_filter)},
+    {_ac_parts(bucketed, relinked)},
+    {_dc_parts(one_vehicle, bucketed)},
+    ac AS (SELECT {keys}, sum(kwh) AS kwh, sum(n) AS n FROM ac_parts GROUP BY {keys}),
+    dc AS (SELECT {keys}, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
+                  sum(n) AS n
+           FROM dc_parts GROUP BY {keys}),
+    figures AS (
+        SELECT {keys}, coalesce(ac.kwh, 0) AS ac_kwh, coalesce(dc.kwh, 0) AS dc_kwh,
+               dc.temp_sum / nullif(dc.n, 0) AS avg_temp, dc.temp_max AS max_temp,
+               coalesce(ac.n, 0)::bigint AS meter_readings, coalesce(dc.n, 0)::bigint AS vehicle_readings
+        FROM ac FULL JOIN dc USING ({keys})
+    )"""
+
+
+# What the rollups hold, and whether a link of the meters concerned (those ever
+# linked to :vehicle_id, or all) starts inside the window: one round trip. The
+# window is taken to whole days, as a split may widen it to them.
+WINDOW_STATE = """
+    SELECT rolled_up_until, hours_kept_since, EXISTS (
+        SELECT 1 FROM meter_links
+        WHERE since > date_trunc('day', CAST(:start AS timestamptz), 'UTC')
+          AND since < date_trunc('day', CAST(:end AS timestamptz), 'UTC') + interval '1 day' {only})
+    FROM rollup_watermark
+"""
+ONE_VEHICLE_METERS = "AND meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)"
+
+
+def window_state(conn: Connection, start: datetime, end: datetime,
+                 vehicle_id: str | None = None) -> tuple[RollupMarks, bool]:
+    """The rollup marks, and whether links start inside the window (for
+    `vehicle_figures_sql`'s `relinked`)."""
+    sql = WINDOW_STATE.format(only=ONE_VEHICLE_METERS if vehicle_id else "")
+    until, kept, relinked = conn.execute(
+        text(sql), {"start": start, "end": end, "vehicle_id": vehicle_id}).one()
+    return RollupMarks(until, kept), relinked

@@ -1,0 +1,178 @@
+"""Making the rollups (models/rollups.py): hour by hour once each has closed, in
+device ranges; rebuilding them after bulk loads; dropping old hourly ones.
+
+An hour is rolled up in ranges of at most RANGE_DEVICES devices (meters and
+vehicles together, in id order), each range its own transaction that holds the
+watermark lock only while it sums its own devices' readings. A drain waits for
+one range at most, however large the fleet: the ranges, not the hour, bound
+the wait. With its last hour (23:00), each range also rolls up its devices'
+day, from their 24 hourly rows.
+
+A roll-up waiting for the lock holds no drain up: PostgreSQL grants a row's
+FOR SHARE at once while only FOR SHARE holders have it, so new drains pass a
+waiting FOR UPDATE (which in turn waits until no drain holds the row).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, text
+
+from models.rollups import KINDS, rolled_up_until
+from models.windows import DAY, HOUR, ceil_to, floor_to
+
+# An hour is rolled up this long after it ends: the readings of its last
+# minute are drained by then, and fewer take the late path.
+SETTLE = timedelta(minutes=1)
+RANGE_DEVICES = 500
+
+LOCK_WATERMARK = text("SELECT rolled_up_until, rolling_device FROM rollup_watermark FOR UPDATE")
+MOVE_WATERMARK = text("UPDATE rollup_watermark SET rolled_up_until = :until, rolling_device = :device")
+
+# The end (exclusive) of the range of `:n` devices starting at `:first`: the
+# (n+1)-th smallest id of both kinds; NULL when fewer are left (the last range).
+RANGE_END = text("""
+    SELECT id FROM (
+        (SELECT meter_id AS id FROM live_meters WHERE meter_id >= :first ORDER BY 1 LIMIT :n + 1)
+        UNION ALL
+        (SELECT vehicle_id FROM live_vehicles WHERE vehicle_id >= :first ORDER BY 1 LIMIT :n + 1)
+    ) ids ORDER BY id OFFSET :n LIMIT 1
+""")
+
+
+def _in_range(device: str) -> str:
+    return f"{device} >= :first AND (CAST(:stop AS text) IS NULL OR {device} < :stop)"
+
+
+def _range_statements(kind: str) -> tuple[str, str]:
+    """An hour, and a day from its hours, of one kind for the devices in
+    [:first, :stop). Devices come from live state (every device that ever stored a
+    reading has a row there) and each is read through its own index range, so a
+    range costs its own devices' rows whatever order history was loaded in."""
+    k = KINDS[kind]
+    dev = k["device"]
+    hour = f"""
+        INSERT INTO {kind}_hourly AS r ({dev}, hour, {k['columns']})
+        SELECT l.{dev}, :hour, x.* FROM live_{kind}s l CROSS JOIN LATERAL (
+            SELECT {k['sums']} FROM {k['history']} h
+            WHERE h.{dev} = l.{dev} AND h.ts >= :hour AND h.ts < :hour_end
+            HAVING count(*) > 0) x
+        WHERE {_in_range('l.' + dev)}
+        ON CONFLICT ({dev}, hour) DO UPDATE SET {k['replace']}"""
+    day = f"""
+        INSERT INTO {kind}_daily AS r ({dev}, day, {k['columns']})
+        SELECT l.{dev}, :day, x.* FROM live_{kind}s l CROSS JOIN LATERAL (
+            SELECT {k['resum']} FROM {kind}_hourly h
+            WHERE h.{dev} = l.{dev} AND h.hour >= :day AND h.hour < :day_end
+            HAVING count(*) > 0) x
+        WHERE {_in_range('l.' + dev)}
+        ON CONFLICT ({dev}, day) DO UPDATE SET {k['replace']}"""
+    return hour, day
+
+
+RANGE_HOUR, RANGE_DAY = zip(*(_range_statements(kind) for kind in KINDS), strict=True)
+RANGE_HOUR = [text(s) for s in RANGE_HOUR]
+RANGE_DAY = [text(s) for s in RANGE_DAY]
+
+
+def roll_up(engine: Engine, now: datetime, max_hours: int = 24,
+            range_devices: int = RANGE_DEVICES) -> int:
+    """Roll up the hours that have closed since the watermark, a device range
+    per transaction, at most `max_hours` of them; returns how many hours."""
+    done = 0
+    while done < max_hours:
+        with engine.connect() as conn:  # a look without the lock, which would stop the drains
+            if rolled_up_until(conn) + HOUR > now - SETTLE:
+                break
+        while (moved := roll_up_range(engine, now, range_devices)) is False:
+            pass
+        if moved is None:  # another roll-up was faster
+            break
+        done += 1
+    return done
+
+
+def roll_up_range(engine: Engine, now: datetime, range_devices: int = RANGE_DEVICES) -> bool | None:
+    """Roll up the next device range of the watermark's hour. True: the hour is
+    done; False: more ranges left; None: the hour has not closed."""
+    with engine.begin() as conn:
+        hour, first = _lock(conn)
+        if hour + HOUR > now - SETTLE:
+            return None
+        bounds = {"first": first or "", "hour": hour, "hour_end": hour + HOUR,
+                  "day": floor_to(hour, DAY), "day_end": floor_to(hour, DAY) + DAY}
+        bounds["stop"] = conn.execute(RANGE_END, {"first": bounds["first"], "n": range_devices}).scalar()
+        for statement in RANGE_HOUR:
+            conn.execute(statement, bounds)
+        if hour + HOUR == bounds["day_end"]:
+            for statement in RANGE_DAY:
+                conn.execute(statement, bounds)
+        last = bounds["stop"] is None
+        conn.execute(MOVE_WATERMARK, {"until": hour + HOUR if last else hour,
+                                      "device": None if last else bounds["stop"]})
+        return last
+
+
+def _lock(conn: Connection) -> tuple[datetime, str | None]:
+    row = conn.execute(LOCK_WATERMARK).one()
+    return row.rolled_up_until, row.rolling_device
+
+
+def _rebuild_statements(kind: str) -> list[str]:
+    k = KINDS[kind]
+    dev = k["device"]
+    return [
+        f"DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end",
+        f"""INSERT INTO {kind}_hourly ({dev}, hour, {k['columns']})
+            SELECT {dev}, date_trunc('hour', ts, 'UTC'), {k['sums']} FROM {k['history']}
+            WHERE ts >= :start AND ts < :end GROUP BY 1, 2""",
+        f"DELETE FROM {kind}_daily WHERE day >= :start AND day < :end",
+        f"""INSERT INTO {kind}_daily ({dev}, day, {k['columns']})
+            SELECT {dev}, date_trunc('day', hour, 'UTC'), {k['resum']} FROM {kind}_hourly
+            WHERE hour >= :start AND hour < :end GROUP BY 1, 2""",
+        # Hours no longer kept were needed only for their days.
+        f"""DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end
+            AND hour < (SELECT hours_kept_since FROM rollup_watermark)""",
+    ]
+
+
+REBUILD = [text(s) for kind in KINDS for s in _rebuild_statements(kind)]
+
+
+def rebuild(engine: Engine, start: datetime, end: datetime) -> None:
+    """Recompute the hourly and daily rollups of every day that [start, end)
+    touches from raw history (after bulk loads that bypass the drain). It holds
+    the watermark lock throughout: drains wait for it."""
+    bounds = {"start": floor_to(start, DAY), "end": ceil_to(end, DAY)}
+    with engine.begin() as conn:
+        conn.execute(LOCK_WATERMARK)
+        for statement in REBUILD:
+            conn.execute(statement, bounds)
+
+
+KEPT_SINCE = text("SELECT hours_kept_since FROM rollup_watermark")
+KEEP_HOURS_SINCE = text("""
+    UPDATE rollup_watermark
+    SET hours_kept_since = least(CAST(:cutoff AS timestamptz), date_trunc('day', rolled_up_until, 'UTC'))
+    WHERE hours_kept_since IS NULL OR hours_kept_since < least(CAST(:cutoff AS timestamptz),
+                                                              date_trunc('day', rolled_up_until, 'UTC'))
+""")
+
+
+def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
+    """Stop reading hourly rollups before `cutoff` (a midnight; never a day not
+    rolled up yet), and delete those that the previous call stopped reading: a
+    query may have read the old mark just before it moved. Returns the rows deleted."""
+    with engine.begin() as conn:
+        previous = conn.execute(KEPT_SINCE).scalar()
+        conn.execute(LOCK_WATERMARK)
+        conn.execute(KEEP_HOURS_SINCE, {"cutoff": cutoff})
+    if previous is None:
+        return 0
+    deleted = 0
+    with engine.begin() as conn:
+        for kind in KINDS:
+            deleted += conn.execute(text(f"DELETE FROM {kind}_hourly WHERE hour < :before"),
+                                    {"before": previous}).rowcount
+    return deleted

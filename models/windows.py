@@ -1,0 +1,157 @@
+"""How an analytics window splits between history, hourly and daily rollups.
+
+A window [start, end) is cut at five instants,
+
+    start <= hours_start <= days_start <= days_end <= rolled_end <= end
+
+and each piece is read from one source, so that every reading is counted once:
+
+- [start, hours_start) and [rolled_end, end): history (the partial hours at the
+  edges, and the hours not rolled up yet);
+- [hours_start, days_start) and [days_end, rolled_end): hourly rollups;
+- [days_start, days_end): daily rollups (whole UTC days, all rolled up).
+
+Rollups hold only what is before the watermark (models/rollups.py), and hourly
+ones only since `hours_kept_since` (ROLLUP_HOURLY_RETENTION_DAYS). A window
+that would need hours no longer kept is widened to whole UTC days (`start`
+floored, `end` ceiled to midnight) and answered from days: the split's
+`start` and `end` are then the window actually answered, which responses
+state. Series finer than a day take no days; finer than an hour, no rollups.
+
+A meter-link span inside the window (`SPAN_SPLIT`) is cut the same way, within
+the window's pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# Stands for "every hour is kept": earlier than any reading.
+ALL_KEPT = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class Finest(Enum):
+    """The coarsest rollup a query may use: days (totals, 1 d buckets), hours, or none."""
+
+    DAY = "day"
+    HOUR = "hour"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class RollupMarks:
+    """What the rollups hold: the hours before `rolled_up_until` (and the days
+    before its midnight); hourly ones only from `hours_kept_since` on."""
+
+    rolled_up_until: datetime
+    hours_kept_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WindowSplit:
+    start: datetime
+    hours_start: datetime
+    days_start: datetime
+    days_end: datetime
+    rolled_end: datetime
+    end: datetime
+    hours_kept_since: datetime
+
+    def params(self) -> dict[str, datetime]:
+        """The cuts as the bind parameters the analytics SQL names."""
+        return {"start": self.start, "hours_start": self.hours_start, "days_start": self.days_start,
+                "days_end": self.days_end, "rolled_end": self.rolled_end, "end": self.end,
+                "hours_kept_since": self.hours_kept_since}
+
+    def hours_read(self) -> list[tuple[datetime, datetime]]:
+        """The ranges read from hourly rollups."""
+        return [(a, b) for a, b in ((self.hours_start, self.days_start),
+                                    (self.days_end, self.rolled_end)) if a < b]
+
+
+def floor_to(t: datetime, unit: timedelta) -> datetime:
+    if unit == DAY:
+        return t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_to(t: datetime, unit: timedelta) -> datetime:
+    floor = floor_to(t, unit)
+    return floor if floor == t else floor + unit
+
+
+def split_window(start: datetime, end: datetime, marks: RollupMarks,
+                 finest: Finest = Finest.DAY) -> WindowSplit:
+    """Where each part of [start, end) is read from (bounds in any zone)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    kept = marks.hours_kept_since or ALL_KEPT
+    split = _split(start, end, marks.rolled_up_until, kept, finest)
+    if finest is Finest.DAY and any(a < kept for a, _ in split.hours_read()):
+        wider_start = floor_to(start, DAY) if start < kept else start
+        wider_end = ceil_to(end, DAY) if end < kept else end
+        split = _split(wider_start, wider_end, marks.rolled_up_until, kept, finest)
+    return split
+
+
+def _split(start: datetime, end: datetime, rolled_up_until: datetime, kept: datetime,
+           finest: Finest) -> WindowSplit:
+    hours_start, hours_end = ceil_to(start, HOUR), floor_to(end, HOUR)
+    if finest is Finest.NONE or hours_start >= hours_end:
+        return WindowSplit(start, end, end, end, end, end, kept)
+    rolled_end = min(max(rolled_up_until, hours_start), hours_end)
+    if finest is Finest.HOUR:  # hours no longer kept come from history
+        hours_start = max(hours_start, min(kept, rolled_end))
+        return WindowSplit(start, hours_start, rolled_end, rolled_end, rolled_end, end, kept)
+    days_start = min(max(ceil_to(start, DAY), hours_start), rolled_end)
+    days_end = max(days_start, min(floor_to(end, DAY), floor_to(rolled_end, DAY)))
+    return WindowSplit(start, hours_start, days_start, days_end, rolled_end, end, kept)
+
+
+def ceil_sql(x: str, unit: str) -> str:
+    """SQL for the first whole UTC `unit` ('hour' or 'day') at or after the timestamp x."""
+    floor = f"date_trunc('{unit}', {x}, 'UTC')"
+    return f"({floor} + CASE WHEN {floor} = {x} THEN interval '0' ELSE interval '1 {unit}' END)"
+
+
+def floor_sql(x: str, unit: str) -> str:
+    return f"date_trunc('{unit}', {x}, 'UTC')"
+
+
+# Each link span [since, next since) of the meters chosen by `{links}`, clipped to
+# the window as [s, e), and cut like the window (module docstring), within its
+# pieces: history [s, h1) and [h2, e), hourly [h1, d1) and [d2, h2), daily
+# [d1, d2). A span edge in hours no longer kept moves to its midnight (history
+# up to there) rather than onto hourly rollups that are gone. A span with no
+# whole hour to read is history on both sides of one instant, h1 = h2, the
+# window's own cut for a span that is the whole window.
+SPAN_SPLIT = f"""
+    spans AS (
+        SELECT meter_id, vehicle_id, s, e,
+               greatest({ceil_sql('s', 'hour')}, :hours_start) AS h1r,
+               least({floor_sql('e', 'hour')}, :rolled_end) AS h2r,
+               greatest({ceil_sql('s', 'day')}, :days_start) AS d1r,
+               least({floor_sql('e', 'day')}, :days_end) AS d2r
+        FROM (SELECT meter_id, vehicle_id, greatest(since, :start) AS s,
+                     least(lead(since) OVER (PARTITION BY meter_id ORDER BY since), :end) AS e
+              FROM meter_links {{links}}) l
+        WHERE s < e {{span_filter}}
+    ), spans_kept AS (
+        SELECT meter_id, vehicle_id, s, e, d1r, d2r,
+               CASE WHEN h1r < :hours_kept_since
+                    THEN greatest({ceil_sql('s', 'day')}, :hours_start) ELSE h1r END AS h1,
+               CASE WHEN h2r < :hours_kept_since
+                    THEN least({floor_sql('e', 'day')}, :rolled_end) ELSE h2r END AS h2
+        FROM spans
+    ), span_split AS (
+        SELECT meter_id, vehicle_id, s, e, h1, h2,
+               CASE WHEN h1 < h2 AND d1r < d2r THEN d1r ELSE h2 END AS d1,
+               CASE WHEN h1 < h2 AND d1r < d2r THEN d2r ELSE h2 END AS d2
+        FROM (SELECT meter_id, vehicle_id, s, e, d1r, d2r,
+                     CASE WHEN h1 < h2 THEN h1 ELSE least(greatest(h1, s), e) END AS h1,
+                     CASE WHEN h1 < h2 THEN h2 ELSE least(greatest(h1, s), e) END AS h2
+              FROM spans_kept) k
+    )"""

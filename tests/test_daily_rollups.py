@@ -1,0 +1,173 @@
+"""Daily rollups and what comes with them: the roll-up goes through an hour in
+device ranges (a drain waits for one range, and adds its late readings itself
+to the ranges already done), hourly rollups are dropped after
+ROLLUP_HOURLY_RETENTION_DAYS with windows then answered from whole days, edges
+read device by device, and the series bucket limit counts the buckets listed."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+import settings as settings_module
+from models.roll_up import SETTLE, roll_up, roll_up_range
+from models.rollups import rollup_marks
+from models.windows import split_window
+from tests.conftest import OPERATOR, set_watermark, wait_for
+from tests.readings import iso
+from tests.test_long_windows import assert_rollups_exact, link, store
+from workers.maintenance import maintain_history
+
+DAY0 = (datetime.now(UTC) - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
+DEVICES = [f"V-{n}" for n in range(1, 7)]
+
+
+def at(hours: float) -> datetime:
+    return DAY0 + timedelta(hours=hours)
+
+
+@pytest.fixture
+def three_days(engine, settings):
+    """Six vehicles and M-1 (linked to V-1), a reading every 20 minutes for three days."""
+    set_watermark(engine, DAY0)
+    link(engine, "M-1", "V-1", DAY0)
+    rows = []
+    for minute in range(0, 3 * 24 * 60, 20):
+        ts = iso(DAY0 + timedelta(minutes=minute))
+        rows.append(["m", "M-1", ts, 1.5, 230.0])
+        rows += [["v", device, ts, 50.0, 1.2, 30.0] for device in DEVICES]
+    store(engine, rows)
+
+
+def marks(engine):
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM rollup_watermark")).one()
+
+
+def test_an_hour_is_rolled_up_a_device_range_at_a_time(three_days, engine):
+    assert roll_up_range(engine, at(1) + SETTLE, range_devices=3) is False
+    first = marks(engine)
+    # Ids in order: M-1, V-1, V-2 are done; V-3 on are not.
+    assert first.rolled_up_until == at(0) and first.rolling_device == "V-3"
+    with engine.connect() as conn:
+        rolled = conn.execute(text("SELECT vehicle_id FROM vehicle_hourly ORDER BY 1")).scalars().all()
+    assert rolled == ["V-1", "V-2"]
+    # Late readings of the hour: before the range's end the drain adds them, after it the roll-up.
+    store(engine, [["v", "V-1", iso(at(0.5) + timedelta(seconds=1)), 50.0, 2.0, 31.0],
+                   ["v", "V-5", iso(at(0.5) + timedelta(seconds=1)), 50.0, 2.0, 31.0]])
+    assert_rollups_exact(engine)
+    while roll_up_range(engine, at(1) + SETTLE, range_devices=3) is False:
+        pass
+    assert (marks(engine).rolled_up_until, marks(engine).rolling_device) == (at(1), None)
+    assert_rollups_exact(engine)
+
+
+def test_a_day_is_rolled_up_with_its_last_hour(three_days, engine):
+    assert roll_up(engine, at(23) + SETTLE, range_devices=2) == 23
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM vehicle_daily")).scalar_one() == 0
+    assert roll_up(engine, at(24) + SETTLE, range_devices=2) == 1
+    with engine.connect() as conn:
+        days = conn.execute(text("SELECT vehicle_id, day, readings FROM vehicle_daily")).all()
+    assert sorted(days) == [(device, DAY0, 72) for device in DEVICES]
+    store(engine, [["v", "V-3", iso(at(5.1)), 50.0, 2.0, 31.0]])  # late: adds to hour and day
+    assert_rollups_exact(engine)
+
+
+def performance(client, start, end):
+    response = client.get("/v1/analytics/performance/V-1", headers=OPERATOR,
+                          query_string={"from": iso(start), "to": iso(end)})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_windows_needing_dropped_hours_are_answered_from_whole_days(three_days, client, engine,
+                                                                    settings):
+    roll_up(engine, at(60) + SETTLE, max_hours=60)
+    today = DAY0.date() + timedelta(days=3)  # hourly rollups kept 1 day: from DAY0 + 2 days
+    keep_one_day = dataclasses.replace(settings, rollup_hourly_retention_days=1)
+    maintain_history(engine, keep_one_day, today)
+    assert rollup_marks(engine.connect()).hours_kept_since == at(48)
+    maintain_history(engine, keep_one_day, today)  # deletes what the first run stopped reading
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT min(hour) FROM vehicle_hourly")).scalar_one() == at(48)
+
+    old = performance(client, at(5.5), at(50.25))  # needs hours of the first day
+    assert old["window"] == {"from": iso(at(5.5)), "to": iso(at(50.25))}
+    assert old["answeredWindow"] == {"from": iso(at(0)), "to": iso(at(50.25))}
+    assert old["readings"] == {"meter": 50 * 3 + 1, "vehicle": 50 * 3 + 1}
+    older = performance(client, at(5.5), at(30.25))  # both ends in days without hours
+    assert older["answeredWindow"] == {"from": iso(at(0)), "to": iso(at(48))}
+    recent = performance(client, at(50.5), at(55))  # hours still kept: answered as asked
+    assert recent["answeredWindow"] == recent["window"]
+    assert recent["readings"]["vehicle"] == 13
+    edges_only = performance(client, at(5.1), at(5.6))  # no whole hour: history alone
+    assert edges_only["answeredWindow"] == edges_only["window"]
+
+
+def test_hourly_retention_is_a_checked_setting():
+    assert settings_module.load({"ROLLUP_HOURLY_RETENTION_DAYS": "30"}).rollup_hourly_retention_days == 30
+    assert settings_module.load({}).rollup_hourly_retention_days is None
+    for bad in ("0", "-1", "a week"):
+        with pytest.raises(settings_module.SettingsError, match="ROLLUP_HOURLY_RETENTION_DAYS"):
+            settings_module.load({"ROLLUP_HOURLY_RETENTION_DAYS": bad})
+
+
+def test_fleet_edges_are_read_device_by_device(three_days, engine):
+    """A window cutting through hours reads its edges through the (device, ts) key,
+    never by scanning a time range of every device's rows."""
+    from models.fleet import PER_VEHICLE
+
+    roll_up(engine, at(60) + SETTLE, max_hours=60)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.execute(text("SET LOCAL enable_seqscan = off"))  # what is left is the plan's choice
+        split = split_window(at(24.5), at(48.5), rollup_marks(conn))
+        plan = "\n".join(conn.execute(text("EXPLAIN " + PER_VEHICLE[False]), split.params()).scalars())
+    assert "pk_vehicle_readings" in plan or "vehicle_readings_p" in plan, plan
+    assert "ix_vehicle_readings_ts" not in plan and "ts_idx" not in plan, plan
+    assert "Index Cond: ((vehicle_id = v.vehicle_id)" in plan, plan
+
+
+@pytest.mark.parametrize("start_minute, hours, status", [(30, 5000, 400), (30, 4999, 200),
+                                                         (0, 5000, 200)])
+def test_series_limit_counts_the_buckets_listed(client, engine, settings, start_minute, hours, status):
+    link(engine, "M-1", "V-1", DAY0)
+    start = DAY0 - timedelta(days=300) + timedelta(minutes=start_minute)
+    response = client.get("/v1/analytics/performance/V-1/series", headers=OPERATOR, query_string={
+        "from": iso(start), "to": iso(start + timedelta(hours=hours)), "bucket": "1h"})
+    assert response.status_code == status, response.json
+    if status == 200:
+        assert len(response.json["series"]) <= 5000
+
+
+def test_a_roll_up_waiting_for_the_lock_holds_no_drain_up(three_days, engine):
+    """A drain in flight holds the watermark FOR SHARE; a roll-up waits for it
+    FOR UPDATE, and a drain that starts meanwhile gets the lock at once rather
+    than queueing behind the roll-up (what bounds a drain's wait to a range)."""
+    in_flight = engine.connect()
+    in_flight_tx = in_flight.begin()
+    in_flight.execute(text("SELECT rolled_up_until FROM rollup_watermark FOR SHARE"))
+    done = []
+    rolling = threading.Thread(target=lambda: done.append(roll_up_range(engine, at(1) + SETTLE)))
+    rolling.start()
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:
+            wait_for(lambda: watch.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'")).scalar_one(),
+                timeout_s=20, what="the roll-up waiting for the drain in flight")
+        with engine.begin() as second:
+            second.execute(text("SET LOCAL lock_timeout = '5s'"))
+            second.execute(text("SELECT rolled_up_until FROM rollup_watermark FOR SHARE"))
+        assert rolling.is_alive() and not done
+    finally:
+        in_flight_tx.commit()
+        in_flight.close()
+        rolling.join(30)
+    assert done == [True]  # then it rolled the hour up
+    assert_rollups_exact(engine)
