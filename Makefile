@@ -10,15 +10,18 @@ PYTEST_ARGS ?=
 # The Procfile's commands (gunicorn, celery, alembic) come from the venv.
 USE_VENV := export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv run test lint migrate clean bench
+.PHONY: help venv run test lint migrate clean bench simulate
 
 help: ## List the targets
 	@echo "Targets:"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## Create .venv and install requirements.txt (reruns when it changes)
+venv: $(STAMP) ## Create .venv and install the requirements (reruns when they change)
 
-$(STAMP): requirements.txt
+# Wheels only (--only-binary): nothing is compiled, so no compiler or Python
+# headers are needed. The one optional speed-up that must be compiled is tried
+# only where there is a compiler, and its failure is not an error.
+$(STAMP): requirements.txt requirements-dev.txt requirements-speedups.txt
 	@if [ ! -x $(PY) ]; then \
 	  echo "Creating $(VENV)"; \
 	  if ! python3 -m venv $(VENV); then \
@@ -27,7 +30,11 @@ $(STAMP): requirements.txt
 	    exit 1; \
 	  fi; \
 	fi
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --only-binary=:all: -r requirements-dev.txt
+	@if command -v cc >/dev/null; then \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-speedups.txt >/dev/null 2>&1 \
+	    || echo "gunicorn-h1c did not build: web parses headers in Python (see requirements-speedups.txt)"; \
+	fi
 	@touch $@
 
 run: venv ## Start web, worker and flower with .env (starts local PostgreSQL/Redis)

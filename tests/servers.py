@@ -50,11 +50,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class RedisServer:
-    """A redis-server without persistence on a spare port; stop and start it at will."""
+    """A redis-server on a spare port; stop and start it at will. Without
+    persistence, or with an append-only file as docker-compose runs it."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, appendonly: bool = False) -> None:
         self.dir = directory
         self.port = port or spare_port()
+        self.appendonly = appendonly
         self.proc: subprocess.Popen | None = None
         self.log_path = directory / "redis.log"
 
@@ -66,7 +68,8 @@ class RedisServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                 "--appendfsync", "everysec", "--dir", str(self.dir),
                  "--daemonize", "no", "--protected-mode", "no"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
@@ -87,11 +90,12 @@ class RedisServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> None:
-        """Kill the server as a crash would (its data is gone: there is no persistence)."""
+    def stop(self, graceful: bool = False) -> None:
+        """Kill the server as a crash would (its data is gone without persistence),
+        or stop it as an operator would (SIGTERM: it writes its append-only file)."""
         if self.running():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+            self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+            self.proc.wait(30)
         wait_for(lambda: not port_open(self.port), 10, f"port {self.port} to close")
 
 
@@ -208,6 +212,20 @@ def _server_dir(prefix: str, owner: str | None = None) -> Path:
 def redis_server() -> Iterator[RedisServer]:
     """A running throwaway redis-server; killed and deleted after the test."""
     server = RedisServer(_server_dir("redis-fault-"))
+    try:
+        yield server.start()
+    finally:
+        try:
+            if server.running():
+                server.stop()
+        finally:
+            shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def persistent_redis_server() -> Iterator[RedisServer]:
+    """A running throwaway redis-server with an append-only file; deleted after the test."""
+    server = RedisServer(_server_dir("redis-aof-"), appendonly=True)
     try:
         yield server.start()
     finally:

@@ -2,7 +2,9 @@
 environment), and its worker: gunicorn's gevent_pywsgi worker, changed where
 profiles of single-reading POSTs showed time going to waste.
 
-- Headers are parsed by gunicorn's C parser (gunicorn_h1c), not the email package.
+- Headers are parsed strictly, by gunicorn's C parser (gunicorn_h1c) where it is
+  installed (requirements-speedups.txt: it is published as source only, and
+  needs a compiler), else by parse_headers below; never by the email package.
 - A response goes out in one send, not two (headers, then body).
 - No socket timeout per read, whose timer gevent arms at every wait; a sweeper
   closes idle connections instead, and closes them all at once on shutdown.
@@ -15,14 +17,15 @@ which must not import the app before a worker has monkey-patched.
 import gc
 import multiprocessing
 import os
+import re
 import socket
-import tempfile
 import time
 
 import gevent
-import gunicorn_h1c
 from gevent.pywsgi import OldMessage
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+
+from metrics_dirs import IN_MEMORY, metrics_dir
 
 # Files that each worker process writes all the time go in memory (/dev/shm)
 # where there is one: on a disk-backed file system, a write can wait for its
@@ -30,7 +33,6 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 # it. gunicorn's heartbeat file (worker_tmp_dir) is one; the metrics, which
 # each process writes through mmap and /metrics sums, are the other
 # (on_starting, below).
-IN_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None
 worker_tmp_dir = IN_MEMORY
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
@@ -54,6 +56,37 @@ accesslog = None
 
 MAX_HEADER_LINE, MAX_HEADERS = 65_536, 100
 
+# RFC 9110: a field name is a token; a value is visible characters, spaces and
+# tabs (and obs-text), with no CR, LF or other control character.
+FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+
+def parse_headers(block: bytes) -> list[tuple[bytes, bytes]]:
+    """The (name, value) pairs of a header block that ends with its empty line,
+    as gunicorn_h1c parses them: ValueError for obsolete line folding, space
+    before a colon, bare LF line ends, a missing colon, or control characters."""
+    if not block.endswith(b"\r\n"):
+        raise ValueError("incomplete or not CRLF-terminated headers")
+    lines = block[:-2].split(b"\r\n")
+    if lines[-1] != b"":
+        raise ValueError("headers not ended by an empty line")
+    fields = []
+    for line in lines[:-1]:
+        name, colon, value = line.partition(b":")
+        value = value.strip(b" \t")
+        if not colon or not FIELD_NAME.fullmatch(name) or not FIELD_VALUE.fullmatch(value):
+            raise ValueError("invalid header line")
+        fields.append((name, value))
+    return fields
+
+
+try:  # the C parser, where it could be built
+    from gunicorn_h1c import IncompleteError
+    from gunicorn_h1c import parse_headers as parse_headers_fast
+except ImportError:
+    parse_headers_fast, IncompleteError = parse_headers, ValueError
+
 # Connections waiting for their next request line, and since when (monotonic s).
 _idle: dict = {}
 
@@ -74,15 +107,15 @@ class Handler(PyWSGIHandler):
             _idle.pop(self, None)
 
     def MessageClass(self, fp, *args):
-        """The request's headers, as gevent's message object, parsed by gunicorn's
-        C parser rather than the email package (an eighth of a single-reading
-        request's CPU). Stricter too: obsolete line folding, space before a
-        colon, or bare LF line ends get a 400."""
+        """The request's headers, as gevent's message object, parsed by
+        parse_headers_fast rather than the email package (which took an eighth
+        of a single-reading request's CPU). Stricter too: obsolete line folding,
+        space before a colon, or bare LF line ends get a 400."""
         message = OldMessage()
         try:
-            for name, value in gunicorn_h1c.parse_headers(read_header_block(fp)):
+            for name, value in parse_headers_fast(read_header_block(fp)):
                 message.set_raw(name.decode("latin-1"), value.decode("latin-1"))
-        except (ValueError, gunicorn_h1c.IncompleteError):  # h1c's ParseError is a ValueError
+        except (ValueError, IncompleteError):  # h1c's ParseError is a ValueError
             message.status = "Invalid headers"
         return message
 
@@ -152,8 +185,8 @@ worker_class = GeventWorker
 def on_starting(server):
     """Where each worker process keeps its metrics files, for /metrics to sum: set
     in the master, before any worker forks and imports prometheus_client."""
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                          tempfile.mkdtemp(prefix="energy-web-metrics-", dir=IN_MEMORY))
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # removed when the master exits
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir("energy-web-metrics")
 
 
 def child_exit(server, worker):

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app
 from settings import Settings
 from web.auth import require
 from web.body import json_body
-from web.errors import ApiError
+from web.errors import RETRY_AFTER_S, ApiError
 from web.group_commit import GroupCommit
 from web.observability import READINGS_ACCEPTED, READINGS_REJECTED
 from workers.queue import QueueFull
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("ingest", __name__)
 bp.before_request(require("ingest"))
 
-RETRY_AFTER_S = "5"
 METERS_ACCEPTED = READINGS_ACCEPTED.labels("meter")
 VEHICLES_ACCEPTED = READINGS_ACCEPTED.labels("vehicle")
 

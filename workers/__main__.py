@@ -1,24 +1,39 @@
 """`python -m workers ...`: the `celery --app workers.app ...` command (the Procfile's worker).
 
-It exists to set PROMETHEUS_MULTIPROC_DIR before anything imports
-prometheus_client: Celery's command line loads Flower's plugin, which imports
-it, and it picks where metrics live on import. The pool's forked processes
-then keep their metrics in files there, which the main process sums for
-/metrics (workers/metrics.py).
+It exists for what must happen before Celery starts:
+- PROMETHEUS_MULTIPROC_DIR is set before anything imports prometheus_client:
+  Celery's command line loads Flower's plugin, which imports it, and it picks
+  where metrics live on import. The pool's forked processes then keep their
+  metrics in files there, which the main process sums for /metrics
+  (workers/metrics.py). The folder is this process's own, removed when it
+  exits; folders of processes that died without removing theirs are removed
+  at the next start.
+- `worker` gets a node name of its own, `worker-<pid>@<host>`, unless one is
+  given with -n/--hostname: several workers on one host (honcho with
+  concurrency, or started by hand) would otherwise all be `celery@<host>`,
+  which Celery and Flower take for one node. In containers the host part
+  (the container id) tells them apart.
 """
 
 import os
 import sys
-import tempfile
 
-# In memory where there is /dev/shm: a pool process writes its metrics through
-# mmap, and a write to a disk-backed file can wait seconds for the file
-# system's journal while PostgreSQL writes heavily (web/gunicorn_conf.py).
-IN_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
-                      tempfile.mkdtemp(prefix="energy-worker-metrics-", dir=IN_MEMORY))
+from metrics_dirs import metrics_dir
+
+NAME_OPTIONS = ("-n", "--hostname")
+
+
+def with_node_name(args: list[str]) -> list[str]:
+    """The command line, with a per-process node name if it starts a worker without one."""
+    if "worker" not in args or any(a in NAME_OPTIONS or a.startswith("--hostname=") for a in args):
+        return args
+    return [*args, "--hostname", f"worker-{os.getpid()}@%h"]
+
+
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir("energy-worker-metrics")
 
 from celery.__main__ import main  # noqa: E402
 
-sys.argv = ["celery", "--app", "workers.app", *sys.argv[1:]]
+sys.argv = ["celery", "--app", "workers.app", *with_node_name(sys.argv[1:])]
 main()
