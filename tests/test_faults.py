@@ -390,7 +390,8 @@ def test_worker_stores_everything_after_a_redis_outage_without_a_restart(
         assert feed.acked > 0
 
         wait_for(lambda: stored_total(db) >= feed.acked, back + REDIS_RECOVERY_S - time.monotonic(),
-                 f"all {feed.acked} accepted readings to be stored within {REDIS_RECOVERY_S} s of Redis returning")
+                 f"all {feed.acked} accepted readings to be stored within {REDIS_RECOVERY_S} s"
+                 " of Redis returning")
         assert_stored_exactly_once(db, feed)
 
         late = vehicle("V-9999", at=datetime.now().astimezone())
@@ -401,7 +402,8 @@ def test_worker_stores_everything_after_a_redis_outage_without_a_restart(
         assert time.monotonic() - posted <= LIVE_WITHIN_S
         assert worker.proc.poll() is None
         assert _processes_of(worker.proc.pid) == processes, "the same worker processes throughout"
-        assert "Traceback" not in worker.log(), worker.log()[-4000:]
+        tracebacks = [line[:1500] for line in worker.log().splitlines() if "Traceback" in line]
+        assert not tracebacks, "\n".join(tracebacks[:3])
     finally:
         db.dispose()
         app.extensions["engine"].dispose()
@@ -419,7 +421,8 @@ def test_read_endpoints_answer_503_while_postgres_is_down(settings, postgres_ser
         client = app.test_client()
         window = "from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z"
         paths = ["/v1/live/vehicles/V-201", "/v1/live/meters/M-201",
-                 f"/v1/analytics/performance/V-201?{window}", f"/v1/analytics/fleet?{window}"]
+                 f"/v1/analytics/performance/V-201?{window}",
+                 f"/v1/analytics/fleet?{window}"]
         assert [client.get(p, headers=OPERATOR).status_code for p in paths[:2]] == [404, 404]
 
         postgres_server.stop("fast")
@@ -428,7 +431,8 @@ def test_read_endpoints_answer_503_while_postgres_is_down(settings, postgres_ser
             assert response.status_code == 503, (path, response.status_code, response.get_data(as_text=True))
             assert int(response.headers["Retry-After"]) > 0
             assert "error" in response.json
-        assert not [r for r in caplog.records if r.levelname == "ERROR"], "an outage is not logged as an error"
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert not errors, "an outage is not logged as an error"
     finally:
         app.extensions["engine"].dispose()
         app.extensions["queue"].redis.close()

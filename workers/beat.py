@@ -43,7 +43,8 @@ class Scheduler(RedBeatScheduler):
             return RETRY_S
         except redis.RedisError as exc:
             if not self._outage:
-                log.warning("beat: Redis unavailable (%s); retrying every %.0f s", type(exc).__name__, RETRY_S)
+                log.warning("beat: Redis unavailable (%s); retrying every %.0f s",
+                            type(exc).__name__, RETRY_S)
                 self._outage = True
             return RETRY_S
         if self._outage:

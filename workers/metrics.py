@@ -69,5 +69,6 @@ def serve(port: int, node: str) -> int | None:
             continue
         log.warning("worker metrics of %s on :%d/metrics", node, candidate)  # logging is not set up yet: warn
         return candidate
-    log.warning("worker metrics of %s not served: ports %d to %d are taken", node, port, port + PORTS_TRIED - 1)
+    log.warning("worker metrics of %s not served: ports %d to %d are taken",
+                node, port, port + PORTS_TRIED - 1)
     return None
