@@ -150,3 +150,45 @@ def _waiting_on_lock(blocker: psycopg.Connection) -> bool:
             "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO vehicle_readings%'").fetchone())
 
+
+
+HONCHO_LINE = re.compile(r"^\d\d:\d\d:\d\d (\w+)\.\d+\s+\| (.*)$")
+
+
+def test_every_process_of_make_run_logs_json_lines(settings, tmp_path, unused_tcp_port):
+    """web (gunicorn's own lines too), worker and flower, started by honcho from
+    the Procfile as `make run` does: every line each of them writes is a JSON object."""
+    (tmp_path / ".env").write_text("")
+    env = procfile_env(settings, WORKER_METRICS_PORT="0", FLOWER_PORT=str(unused_tcp_port),
+                       FLOWER_BASIC_AUTH="operator:s3cret", WEB_CONCURRENCY="1")
+    log_path = tmp_path / "honcho.log"
+    with open(log_path, "ab") as log:
+        honcho = subprocess.Popen(
+            [f"{VENV_BIN}/honcho", "--env", str(tmp_path / ".env"), "start", "-p", str(unused_tcp_port + 1),
+             "web", "worker", "flower"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def started() -> bool:
+            text = log_path.read_text(errors="replace")
+            assert honcho.poll() is None, text[-3000:]
+            return all(s in text for s in ("Listening at", " ready.", "Visit me at"))
+
+        wait_for(started, 90, "web, worker and flower to start")
+        honcho.send_signal(signal.SIGINT)
+        honcho.wait(60)
+    finally:
+        if honcho.poll() is None:
+            os.killpg(honcho.pid, signal.SIGKILL)
+    lines = [HONCHO_LINE.match(line) for line in log_path.read_text(errors="replace").splitlines()]
+    seen, plain = set(), []
+    for match in filter(None, lines):
+        process, text = match.groups()
+        if process == "system" or not text.strip():
+            continue
+        seen.add(process)
+        try:
+            assert isinstance(json.loads(text), dict)
+        except (ValueError, AssertionError):
+            plain.append(f"{process}: {text}")
+    assert seen == {"web", "worker", "flower"}
+    assert not plain, "lines that are not JSON:\n" + "\n".join(plain[:20])

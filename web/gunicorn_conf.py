@@ -23,8 +23,10 @@ import time
 
 import gevent
 from gevent.pywsgi import OldMessage
+from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from logconfig import formatter
 from metrics_dirs import IN_MEMORY, metrics_dir
 
 # Files that each worker process writes all the time go in memory (/dev/shm)
@@ -180,6 +182,19 @@ class GeventWorker(GeventPyWSGIWorker):
 
 
 worker_class = GeventWorker
+
+
+class JsonLogger(Logger):
+    """gunicorn's own lines (start, workers, signals) in the format of every other process."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(formatter())
+
+
+logger_class = JsonLogger
 
 
 def on_starting(server):

@@ -13,11 +13,16 @@ It exists for what must happen before Celery starts:
   concurrency, or started by hand) would otherwise all be `celery@<host>`,
   which Celery and Flower take for one node. In containers the host part
   (the container id) tells them apart.
+- Logging is set up first, in our JSON lines: Celery warns before it sets up
+  logging, and `flower` (tornado) adds no handler of its own where there is one.
+- Celery's start-up banner (about 30 lines a process) is left out: the JSON
+  log line "worker-...@host ready." says the same.
 """
 
 import os
 import sys
 
+from logconfig import configure_logging
 from metrics_dirs import metrics_dir
 
 NAME_OPTIONS = ("-n", "--hostname")
@@ -30,10 +35,13 @@ def with_node_name(args: list[str]) -> list[str]:
     return [*args, "--hostname", f"worker-{os.getpid()}@%h"]
 
 
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+args = sys.argv[1:]
+if "worker" in args and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir("energy-worker-metrics")
+configure_logging()  # from the start: Celery sets it up again later, the same way
 
 from celery.__main__ import main  # noqa: E402
 
-sys.argv = ["celery", "--app", "workers.app", *with_node_name(sys.argv[1:])]
+quiet = ["--quiet"] if "worker" in args else []  # only the banner: --quiet also mutes inspect's answers
+sys.argv = ["celery", "--app", "workers.app", *quiet, *with_node_name(args)]
 main()

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 
+import celery.apps.worker
 from celery import Celery
 from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 from sqlalchemy import Engine
@@ -92,6 +93,16 @@ _queue: ReadingQueue | None = None
 def _json_logs(**_: object) -> None:
     """Our JSON logs instead of Celery's own format (connecting this tells Celery)."""
     configure_logging()
+
+
+def _say_as_a_log_line(msg: str, f: object = None) -> None:
+    """What Celery's signal handlers print ("worker: Warm shutdown ..."), as a log line."""
+    logging.getLogger("celery.apps.worker").warning(msg.strip())
+
+
+# Celery prints these straight to the terminal, the one plain-text line left in
+# a worker's output; its handlers look the function up in the module at call time.
+celery.apps.worker.safe_say = _say_as_a_log_line
 
 
 def _only_signalled_by_the_worker() -> None:
