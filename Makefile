@@ -41,13 +41,8 @@ run: venv ## Start web, worker and flower with .env (starts local PostgreSQL/Red
 	@if [ ! -f .env ]; then cp .env.example .env; echo "Created .env from .env.example"; fi
 	$(PY) scripts/ensure_services.py
 	$(USE_VENV); honcho run alembic upgrade head
-	@$(VENV)/bin/honcho run sh -c ' \
-	  echo; \
-	  echo "web:    http://localhost:$${PORT:-8000}"; \
-	  echo "flower: http://localhost:$${FLOWER_PORT:-5555} (user $${FLOWER_BASIC_AUTH%%:*}; password in FLOWER_BASIC_AUTH in .env)"; \
-	  echo "ingest tokens:   $${INGEST_TOKENS}"; \
-	  echo "operator tokens: $${OPERATOR_TOKENS}"; \
-	  echo'
+	@# URLs and tokens once web answers, below the start-up lines rather than above them.
+	@($(VENV)/bin/honcho run $(PY) scripts/announce.py &)
 	$(USE_VENV); exec honcho start web worker flower
 
 test: venv ## Run pytest against DATABASE_URL/REDIS_URL of the environment (not .env)
@@ -59,6 +54,9 @@ lint: venv ## Run ruff
 
 migrate: venv ## Apply the migrations (the Procfile's release step) with .env
 	$(USE_VENV); honcho run alembic upgrade head
+
+simulate: venv ## Run the fleet simulator: make simulate ARGS="live --vehicles 10" (ARGS=--help lists modes)
+	$(USE_VENV); honcho run python -m simulator $(or $(ARGS),--help)
 
 bench: venv ## Benchmarks on a scratch database (BENCH_ARGS="--quick" for a smoke run)
 	$(PY) bench/run.py $(BENCH_ARGS)
