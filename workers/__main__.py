@@ -28,11 +28,17 @@ from metrics_dirs import metrics_dir
 NAME_OPTIONS = ("-n", "--hostname")
 
 
-def with_node_name(args: list[str]) -> list[str]:
-    """The command line, with a per-process node name if it starts a worker without one."""
-    if "worker" not in args or any(a in NAME_OPTIONS or a.startswith("--hostname=") for a in args):
+def worker_defaults(args: list[str]) -> list[str]:
+    """The command line, with a per-process node name if it starts a worker without
+    one, and without Celery's gossip: nothing here uses it (Flower builds its view
+    from task events and heartbeats), and after a broker outage of a minute its
+    restart failed with an ERROR traceback on every reconnection."""
+    if "worker" not in args:
         return args
-    return [*args, "--hostname", f"worker-{os.getpid()}@%h"]
+    extra = [] if "--without-gossip" in args else ["--without-gossip"]
+    if not any(a in NAME_OPTIONS or a.startswith("--hostname=") for a in args):
+        extra += ["--hostname", f"worker-{os.getpid()}@%h"]
+    return [*args, *extra]
 
 
 args = sys.argv[1:]
@@ -43,5 +49,5 @@ configure_logging()  # from the start: Celery sets it up again later, the same w
 from celery.__main__ import main  # noqa: E402
 
 quiet = ["--quiet"] if "worker" in args else []  # only the banner: --quiet also mutes inspect's answers
-sys.argv = ["celery", "--app", "workers.app", *quiet, *with_node_name(args)]
+sys.argv = ["celery", "--app", "workers.app", *quiet, *worker_defaults(args)]
 main()
