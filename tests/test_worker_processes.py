@@ -51,6 +51,18 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
+def stop_honcho(honcho: subprocess.Popen) -> None:
+    """If a test left it running: its processes are in sessions of their own, so
+    ask honcho to stop them (it kills them after 5 s) rather than kill it alone."""
+    if honcho.poll() is None:
+        honcho.terminate()
+        try:
+            honcho.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait(10)
+
+
 def metrics_folders(pid: int) -> list[Path]:
     return list(Path(IN_MEMORY or "/tmp").glob(f"energy-worker-metrics-{pid}-*"))
 
@@ -134,8 +146,7 @@ def test_ctrl_c_on_honcho_is_a_warm_shutdown(settings, client, tmp_path):
             blocker.rollback()  # the task goes on, and finishes
             honcho.wait(30)
         finally:
-            if honcho.poll() is None:
-                os.killpg(honcho.pid, signal.SIGKILL)
+            stop_honcho(honcho)
     output = log_path.read_text(errors="replace")
     assert "SIGKILL" not in output, "honcho had to kill the worker:\n" + output[-3000:]
     assert "WorkerLostError" not in output, output[-3000:]
@@ -177,8 +188,7 @@ def test_every_process_of_make_run_logs_json_lines(settings, tmp_path, unused_tc
         honcho.send_signal(signal.SIGINT)
         honcho.wait(60)
     finally:
-        if honcho.poll() is None:
-            os.killpg(honcho.pid, signal.SIGKILL)
+        stop_honcho(honcho)
     lines = [HONCHO_LINE.match(line) for line in log_path.read_text(errors="replace").splitlines()]
     seen, plain = set(), []
     for match in filter(None, lines):
@@ -192,3 +202,9 @@ def test_every_process_of_make_run_logs_json_lines(settings, tmp_path, unused_tc
             plain.append(f"{process}: {text}")
     assert seen == {"web", "worker", "flower"}
     assert not plain, "lines that are not JSON:\n" + "\n".join(plain[:20])
+    # Each process's metrics folder went with it (the Procfile's commands exec,
+    # so the pids honcho reports are gunicorn's master's and the worker's).
+    pids = re.findall(r"(?:web|worker)\.1 started \(pid=(\d+)\)", log_path.read_text())
+    assert len(pids) == 2
+    left = [p for pid in pids for p in Path(IN_MEMORY or "/tmp").glob(f"energy-*-metrics-{pid}-*")]
+    assert not left, f"metrics folders left behind: {left}"
