@@ -41,7 +41,7 @@ def flower_env(settings, unused_tcp_port):
 def test_flower_refuses_requests_without_its_credentials(flower_env):
     env = {**flower_env, "FLOWER_BASIC_AUTH": "operator:s3cret"}
     port = int(env["FLOWER_PORT"])
-    proc = subprocess.Popen(["sh", "-c", procfile_command("flower")], cwd=ROOT, env=env,
+    proc = subprocess.Popen(["sh", "-c", f"exec {procfile_command('flower')}"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: get(port), 60, "Flower to listen") == 401
