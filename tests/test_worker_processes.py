@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import make_url
 
-from metrics_dirs import IN_MEMORY
+from inmemory import IN_MEMORY
 from tests.conftest import INGEST, ROOT, WorkerProcess, count, wait_for
 from tests.readings import NOW, vehicle
 

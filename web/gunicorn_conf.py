@@ -26,8 +26,8 @@ from gevent.pywsgi import OldMessage
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from inmemory import IN_MEMORY, metrics_dir
 from logconfig import formatter
-from metrics_dirs import IN_MEMORY, metrics_dir
 
 # Files that each worker process writes all the time go in memory (/dev/shm)
 # where there is one: on a disk-backed file system, a write can wait for its
@@ -200,8 +200,7 @@ logger_class = JsonLogger
 def on_starting(server):
     """Where each worker process keeps its metrics files, for /metrics to sum: set
     in the master, before any worker forks and imports prometheus_client."""
-    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # removed when the master exits
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir("energy-web-metrics")
+    metrics_dir("energy-web-metrics-")  # removed when the master exits
 
 
 def child_exit(server, worker):

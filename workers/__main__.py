@@ -22,8 +22,8 @@ It exists for what must happen before Celery starts:
 import os
 import sys
 
+from inmemory import metrics_dir
 from logconfig import configure_logging
-from metrics_dirs import metrics_dir
 
 NAME_OPTIONS = ("-n", "--hostname")
 
@@ -42,8 +42,8 @@ def worker_defaults(args: list[str]) -> list[str]:
 
 
 args = sys.argv[1:]
-if "worker" in args and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir("energy-worker-metrics")
+if "worker" in args:
+    metrics_dir("energy-worker-metrics-")
 configure_logging()  # from the start: Celery sets it up again later, the same way
 
 from celery.__main__ import main  # noqa: E402
