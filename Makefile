@@ -10,15 +10,18 @@ PYTEST_ARGS ?=
 # The Procfile's commands (gunicorn, celery, alembic) come from the venv.
 USE_VENV := export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv run test lint migrate clean bench
+.PHONY: help venv run test lint migrate clean bench simulate
 
 help: ## List the targets
 	@echo "Targets:"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## Create .venv and install requirements.txt (reruns when it changes)
+venv: $(STAMP) ## Create .venv and install the requirements (reruns when they change)
 
-$(STAMP): requirements.txt
+# Wheels only (--only-binary): nothing is compiled, so no compiler or Python
+# headers are needed. The one optional speed-up that must be compiled is tried
+# only where there is a compiler, and its failure is not an error.
+$(STAMP): requirements.txt requirements-dev.txt requirements-speedups.txt
 	@if [ ! -x $(PY) ]; then \
 	  echo "Creating $(VENV)"; \
 	  if ! python3 -m venv $(VENV); then \
@@ -27,20 +30,19 @@ $(STAMP): requirements.txt
 	    exit 1; \
 	  fi; \
 	fi
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --only-binary=:all: -r requirements-dev.txt
+	@if command -v cc >/dev/null; then \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-speedups.txt >/dev/null 2>&1 \
+	    || echo "gunicorn-h1c did not build: web parses headers in Python (see requirements-speedups.txt)"; \
+	fi
 	@touch $@
 
 run: venv ## Start web, worker and flower with .env (starts local PostgreSQL/Redis)
 	@if [ ! -f .env ]; then cp .env.example .env; echo "Created .env from .env.example"; fi
 	$(PY) scripts/ensure_services.py
 	$(USE_VENV); honcho run alembic upgrade head
-	@$(VENV)/bin/honcho run sh -c ' \
-	  echo; \
-	  echo "web:    http://localhost:$${PORT:-8000}"; \
-	  echo "flower: http://localhost:$${FLOWER_PORT:-5555} (user $${FLOWER_BASIC_AUTH%%:*}; password in FLOWER_BASIC_AUTH in .env)"; \
-	  echo "ingest tokens:   $${INGEST_TOKENS}"; \
-	  echo "operator tokens: $${OPERATOR_TOKENS}"; \
-	  echo'
+	@# URLs and tokens once web answers, below the start-up lines rather than above them.
+	@($(VENV)/bin/honcho run $(PY) scripts/announce.py &)
 	$(USE_VENV); exec honcho start web worker flower
 
 test: venv ## Run pytest against DATABASE_URL/REDIS_URL of the environment (not .env)
@@ -52,6 +54,9 @@ lint: venv ## Run ruff
 
 migrate: venv ## Apply the migrations (the Procfile's release step) with .env
 	$(USE_VENV); honcho run alembic upgrade head
+
+simulate: venv ## Run the fleet simulator: make simulate ARGS="live --vehicles 10" (ARGS=--help lists modes)
+	$(USE_VENV); honcho run python -m simulator $(or $(ARGS),--help)
 
 bench: venv ## Benchmarks on a scratch database (BENCH_ARGS="--quick" for a smoke run)
 	$(PY) bench/run.py $(BENCH_ARGS)

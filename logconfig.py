@@ -1,5 +1,6 @@
-"""Structured JSON logs for web, workers and the MQTT bridge: one object per line, with the
-request id (web) or task id (workers) of the work that logged it.
+"""Structured JSON logs for every process (web and gunicorn itself, workers,
+Flower, the MQTT bridge): one object per line, with the request id (web) or
+task id (workers) of the work that logged it.
 
 Nothing here logs request bodies, reading values or headers: a token or a
 device's data never reaches the logs.
@@ -35,19 +36,23 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def formatter(log_format: str = "json") -> logging.Formatter:
+    """JSON lines, or plain lines with LOG_FORMAT=text: the one format of every process."""
+    if log_format == "text":
+        return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return JsonFormatter(FIELDS, rename_fields={"asctime": "time", "levelname": "level"})
+
+
 def configure_logging(stream: TextIO | None = None, log_format: str = "json",
                       level: str = "INFO") -> None:
     """JSON lines on stderr ("text" for plain lines), at `level`: the settings'
     LOG_FORMAT and LOG_LEVEL, checked in settings.py."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    if log_format == "text":
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(JsonFormatter(FIELDS, rename_fields={"asctime": "time",
-                                                                  "levelname": "level"}))
+    handler.setFormatter(formatter(log_format))
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.captureWarnings(True)  # Python's warnings too, not as bare lines on stderr
     root.setLevel(level)
     for name in CHATTY:
         logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")

@@ -51,9 +51,10 @@ def parser() -> argparse.ArgumentParser:
     modes = top.add_subparsers(dest="mode", required=True)
 
     fleet_args = argparse.ArgumentParser(add_help=False)
-    fleet_args.add_argument("--vehicles", type=positive(int), default=100, help="vehicles V-1..")
+    fleet_args.add_argument("--vehicles", type=positive(int), default=100,
+                            help="vehicles V-1 .. V-N, zero-padded to the width of N (V-001 .. V-100)")
     fleet_args.add_argument("--meters", type=not_negative, default=100,
-                            help="meters M-1..; meter i feeds vehicle i")
+                            help="meters M-1 .. M-N, zero-padded likewise; meter i feeds vehicle i")
     fleet_args.add_argument("--seed", type=int, default=1, help="same seed, same fleet and readings")
     fleet_args.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                             help="no progress bar (default: one when stderr is a terminal)")
@@ -87,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
                       help="register every device and gateway first (existing ones get new "
                            "tokens), then post with per-device and per-gateway tokens")
     live.add_argument("--operator-token", default="dev-operator-token",
-                      help="operator token, to link each meter to its vehicle first")
+                      help="operator token, to link each meter to its vehicle first and to find"
+                           " where stored history ends (live continues after it)")
     live.add_argument("--no-link", dest="link", action="store_false",
                       help="do not PUT the meter links first")
     live.add_argument("--rate", type=positive(float), default=200.0,

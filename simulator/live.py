@@ -311,6 +311,43 @@ class Runner:
             return False
         return True
 
+    # -- where stored history ends ------------------------------------------------------
+
+    async def start_after_stored_history(self, client: aiohttp.ClientSession) -> None:
+        """Start simulated time after the fleet's newest stored reading (a `backfill`
+        that ended at now, say): from further back, each device would get a second,
+        independent trajectory over minutes it already has, and their energy would be
+        counted twice. The clock never passes the real one, so from there it runs in
+        real time."""
+        newest = await self.newest_stored(client)
+        if newest is None or newest < self.sim_start:
+            return
+        self.sim_start = math.floor(newest / 60.0) * 60.0 + 60.0
+        print(f"live: the fleet has readings up to {iso_epoch(newest)}; continuing from "
+              f"{iso_epoch(self.sim_start)}, so that no minute is simulated twice", file=sys.stderr)
+
+    async def newest_stored(self, client: aiohttp.ClientSession) -> float | None:
+        """The newest reading's time (epoch s) among a sample of the fleet's devices,
+        from the live endpoints; None if none has one (or they cannot be read)."""
+        def spread(ids: list[str]) -> list[str]:
+            return sorted(set(ids[::max(1, len(ids) // 8)] + ids[-1:]))
+
+        headers = {"Authorization": f"Bearer {self.o.operator_token}"}
+        newest = None
+        for kind, ids in (("vehicles", self.vehicle_ids), ("meters", self.meter_ids)):
+            for device in spread(ids):
+                async with client.get(f"{self.base_url}/v1/live/{kind}/{device}", headers=headers) as answer:
+                    if answer.status in (401, 403):
+                        print(f"live: warning: GET /v1/live/{kind}/{device} answered {answer.status} "
+                              "(--operator-token): cannot tell where stored history ends, so readings "
+                              "may overlap it", file=sys.stderr)
+                        return None
+                    if answer.status != 200:
+                        continue
+                    at = datetime.fromisoformat((await answer.json())["timestamp"].replace("Z", "+00:00"))
+                    newest = max(newest or at.timestamp(), at.timestamp())
+        return newest
+
     # -- links -----------------------------------------------------------------------
 
     async def link_meters(self, client: aiohttp.ClientSession) -> None:
@@ -475,6 +512,7 @@ class Runner:
             ) as client:
                 if self.o.provision:
                     await self.provision(client)
+                await self.start_after_stored_history(client)
                 if self.o.link and self.o.meters:
                     await self.link_meters(client)
                 natural = self.devices * self.o.speed / 60.0

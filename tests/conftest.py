@@ -188,7 +188,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "workers", "worker", "--beat",
-             "--scheduler", "redbeat.RedBeatScheduler", "--loglevel", "INFO",
+             "--scheduler", "workers.beat.Scheduler", "--loglevel", "INFO",
              "--concurrency", str(concurrency), "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

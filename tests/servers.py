@@ -90,11 +90,12 @@ class RedisServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> None:
-        """Kill the server as a crash would (its data is gone unless `appendonly`)."""
+    def stop(self, graceful: bool = False) -> None:
+        """Kill the server as a crash would (its data is gone unless `appendonly`),
+        or stop it as an operator would (SIGTERM: it writes its append-only file)."""
         if self.running():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+            self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+            self.proc.wait(30)
         wait_for(lambda: not port_open(self.port), 10, f"port {self.port} to close")
 
 

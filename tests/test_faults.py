@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 
 from models.db import create_db_engine
-from tests.conftest import INGEST, child_pids, closed_by_server, wait_for
+from tests.conftest import INGEST, OPERATOR, child_pids, closed_by_server, wait_for
 from tests.readings import NOW, meter, vehicle
 from web import create_app
 
@@ -323,3 +323,103 @@ def test_sigterm_to_gunicorn_finishes_the_request_in_flight(gunicorn, queue):
     assert proc.returncode == 0, gunicorn.log()
     assert closed_by_server(conn, 1)
     assert time.monotonic() - answered < 4, "an idle connection held up the exit"
+
+
+# -- 5. Redis stopped under load, with a worker running ----------------------------
+
+REDIS_RECOVERY_S = 60  # every accepted reading stored within this long of Redis returning
+LIVE_WITHIN_S = 5
+
+
+def _post_accepting_503(client, feed: Feed, n: int = 20) -> int:
+    """Post one batch; 202 counts it as accepted, 503 (Redis down) does not. The status."""
+    batch = feed.readings(n)
+    response = client.post("/v1/ingest", json=batch, headers=INGEST)
+    assert response.status_code in (202, 503), (response.status_code, response.get_data(as_text=True))
+    if response.status_code == 202:
+        for r in batch:
+            key = (r.get("meterId") or r["vehicleId"], parse_ts(r["timestamp"]))
+            (feed.meters if "meterId" in r else feed.vehicles).add(key)
+    return response.status_code
+
+
+def _processes_of(pid: int) -> set[int]:
+    return {pid, *child_pids(pid)}
+
+
+@pytest.mark.parametrize("outage_s", [10, 60])
+def test_worker_stores_everything_after_a_redis_outage_without_a_restart(
+        settings, durable_redis_server, worker_factory, outage_s):
+    redis_server = durable_redis_server
+    s = dataclasses.replace(settings, redis_url=redis_server.url)
+    app = create_app({"TESTING": True, "SETTINGS": s})
+    db = create_db_engine(settings.database_url)
+    try:
+        client, feed = app.test_client(), Feed(app.test_client())
+        worker = worker_factory(2, redis_url=redis_server.url)
+        wait_for(lambda: feed.post() and stored_total(db) > 0, 60, "the worker to store readings")
+        processes = _processes_of(worker.proc.pid)
+        assert len(processes) >= 4, "the worker, its beat and two pool processes"
+
+        redis_server.stop(graceful=True)
+        down_until = time.monotonic() + outage_s
+        refused = 0
+        while time.monotonic() < down_until:  # load continues: every request is refused
+            refused += _post_accepting_503(client, feed) == 503
+            time.sleep(0.1)
+        assert refused > 0
+        redis_server.start()  # same port, same append-only file
+        back = time.monotonic()
+        until = back + 5
+        while time.monotonic() < until:  # and the load goes on once it is back
+            _post_accepting_503(client, feed)
+            time.sleep(0.05)
+        assert feed.acked > 0
+
+        wait_for(lambda: stored_total(db) >= feed.acked, back + REDIS_RECOVERY_S - time.monotonic(),
+                 f"all {feed.acked} accepted readings to be stored within {REDIS_RECOVERY_S} s"
+                 " of Redis returning")
+        assert_stored_exactly_once(db, feed)
+
+        late = vehicle("V-9999", at=datetime.now().astimezone())
+        assert client.post("/v1/ingest", json=[late], headers=INGEST).status_code == 202
+        posted = time.monotonic()
+        wait_for(lambda: client.get("/v1/live/vehicles/V-9999", headers=OPERATOR).status_code == 200,
+                 LIVE_WITHIN_S, f"a reading posted after the outage to be live within {LIVE_WITHIN_S} s")
+        assert time.monotonic() - posted <= LIVE_WITHIN_S
+        assert worker.proc.poll() is None
+        assert _processes_of(worker.proc.pid) == processes, "the same worker processes throughout"
+        tracebacks = [line[:1500] for line in worker.log().splitlines() if "Traceback" in line]
+        assert not tracebacks, "\n".join(tracebacks[:3])
+    finally:
+        db.dispose()
+        app.extensions["engine"].dispose()
+        app.extensions["queue"].redis.close()
+
+
+# -- 6. Read endpoints while PostgreSQL is down --------------------------------------
+
+
+def test_read_endpoints_answer_503_while_postgres_is_down(settings, postgres_server, caplog):
+    database_url = postgres_server.create_database("energy")
+    postgres_server.migrate(database_url)
+    app = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(settings, database_url=database_url)})
+    try:
+        client = app.test_client()
+        window = "from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z"
+        paths = ["/v1/live/vehicles/V-201", "/v1/live/meters/M-201",
+                 f"/v1/analytics/performance/V-201?{window}",
+                 f"/v1/analytics/fleet?{window}"]
+        assert [client.get(p, headers=OPERATOR).status_code for p in paths[:2]] == [404, 404]
+
+        postgres_server.stop("fast")
+        for path in paths:
+            response = client.get(path, headers=OPERATOR)
+            assert response.status_code == 503, (path, response.status_code, response.get_data(as_text=True))
+            assert int(response.headers["Retry-After"]) > 0
+            assert "error" in response.json
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert not errors, "an outage is not logged as an error"
+    finally:
+        app.extensions["engine"].dispose()
+        app.extensions["queue"].redis.close()

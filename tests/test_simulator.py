@@ -278,3 +278,22 @@ def test_live_provisions_its_fleet_and_posts_with_its_own_tokens(gunicorn, queue
     attached = rows(engine, "SELECT gateway_id, count(*) FROM gateway_devices GROUP BY 1 ORDER BY 1")
     assert attached == [("GW-1", 5), ("GW-2", 5)]
     assert queue.backlog() > 20
+
+
+def test_live_after_backfill_continues_after_the_stored_history(settings, engine, database_url, gunicorn,
+                                                                drain_all):
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    backfill.run(database_url, vehicles=5, meters=5, hours=1, end=end, degraded=1, seed=1, progress=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "live", "--url", gunicorn, "--token", "test-ingest",
+         "--operator-token", "test-operator", "--vehicles", "5", "--meters", "5", "--rate", "500",
+         "--duration", "5", "--speed", "60", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "continuing from" in done.stderr, done.stderr
+    drain_all()
+    # One reading per device per minute, as the backfill wrote them: live added no second one.
+    for table, device in (("meter_readings", "meter_id"), ("vehicle_readings", "vehicle_id")):
+        twice = rows(engine, f"""SELECT {device}, date_trunc('minute', ts) FROM {table}
+                                 GROUP BY 1, 2 HAVING count(*) > 1""")
+        assert twice == [], f"{table}: minutes simulated twice: {twice[:5]}"

@@ -52,3 +52,44 @@ def test_headers_reach_the_app_and_one_connection_serves_many_requests(gunicorn)
         response = conn.getresponse()
         assert response.status == 200 and response.read()
         assert response.getheader("X-Request-ID") == f"probe-{n}"
+
+
+HEADER_BLOCKS = [  # (block, parsed fields or None for a refusal)
+    (b"Host: a\r\nX-Request-ID: r1\r\n\r\n", [(b"Host", b"a"), (b"X-Request-ID", b"r1")]),
+    (b"\r\n", []),
+    (b"A:  b c  \r\n\r\n", [(b"A", b"b c")]),
+    (b"A:b\r\n\r\n", [(b"A", b"b")]),
+    (b"A: b\tc\r\n\r\n", [(b"A", b"b\tc")]),
+    (b"A: \xff\r\n\r\n", [(b"A", b"\xff")]),
+    (b"A: \r\n\r\n", [(b"A", b"")]),
+    (b"Host: a\r\n folded: line\r\n\r\n", None),
+    (b"A : b\r\n\r\n", None),
+    (b"A: b\n\n", None),
+    (b"No colon here\r\n\r\n", None),
+    (b":b\r\n\r\n", None),
+    (b"A: b\x00c\r\n\r\n", None),
+    (b"A: b\rc\r\n\r\n", None),
+    (b"A: b\x7f\r\n\r\n", None),
+    (b"A\x01: b\r\n\r\n", None),
+    (b"A: b\r\n", None),  # no empty line
+]
+
+
+def _parsed(parse, block: bytes):
+    try:
+        return parse(block)
+    except Exception:  # h1c's IncompleteError is not a ValueError
+        return None
+
+
+# The server uses gunicorn_h1c where it could be built, else the Python parser:
+# both must answer the same, so the tests above hold with either.
+@pytest.mark.parametrize("block, expected", HEADER_BLOCKS)
+def test_the_python_header_parser_is_strict(block, expected):
+    assert _parsed(gunicorn_conf.parse_headers, block) == expected
+
+
+@pytest.mark.parametrize("block, expected", HEADER_BLOCKS)
+def test_the_optional_c_header_parser_answers_the_same(block, expected):
+    h1c = pytest.importorskip("gunicorn_h1c", reason="the optional C parser is not installed")
+    assert _parsed(h1c.parse_headers, block) == expected

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 
+import celery.apps.worker
 from celery import Celery
 from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 from sqlalchemy import Engine
@@ -94,24 +95,51 @@ def _json_logs(**_: object) -> None:
     configure_logging(log_format=settings.log_format, level=settings.log_level)
 
 
-@beat_init.connect
-def _end_with_the_worker(**_: object) -> None:
-    """The embedded beat is a child process: a worker killed with SIGKILL would
-    leave it running, holding the RedBeat lock. Linux can end it with its parent."""
+def _say_as_a_log_line(msg: str, f: object = None) -> None:
+    """What Celery's signal handlers print ("worker: Warm shutdown ..."), as a log line."""
+    logging.getLogger("celery.apps.worker").warning(msg.strip())
+
+
+# Celery prints these straight to the terminal, the one plain-text line left in
+# a worker's output; its handlers look the function up in the module at call time.
+celery.apps.worker.safe_say = _say_as_a_log_line
+
+
+def _only_signalled_by_the_worker() -> None:
+    """Leave the worker's process group, and end with the worker.
+
+    Process managers signal a whole process group: honcho sends SIGTERM to the
+    group on Ctrl-C (and docker to the container), which reached the pool
+    processes and the embedded beat along with the worker, so tasks died mid-way
+    (WorkerLostError) instead of finishing in a warm shutdown. In a group of its
+    own, a child hears only from the worker, which ends it when its work is done.
+    For the case where the worker is killed outright (SIGKILL), Linux ends the
+    child with it; Celery's pool forks from the worker's main thread (there are
+    no pool threads with the Redis broker's event loop), so "its parent" is the
+    worker itself.
+    """
+    os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+@beat_init.connect
+def _beat_hears_only_the_worker(**_: object) -> None:
+    # A beat left running would also hold the RedBeat lock.
+    _only_signalled_by_the_worker()
+
+
 @worker_init.connect
-def _serve_metrics(**_: object) -> None:
-    metrics.serve(settings.worker_metrics_port)
+def _serve_metrics(sender: object, **_: object) -> None:
+    metrics.serve(settings.worker_metrics_port, sender.hostname)
 
 
 @worker_process_init.connect
-def _forget_inherited_connections(**_: object) -> None:
-    """A forked pool process must open its own connections, never share its parent's."""
+def _set_up_pool_process(**_: object) -> None:
+    """A forked pool process opens its own connections, never shares its parent's."""
     global _engine, _queue
+    _only_signalled_by_the_worker()
     if _engine is not None:
         _engine.dispose(close=False)
     _engine = _queue = None

@@ -13,11 +13,11 @@ from marshmallow import Schema, ValidationError
 
 from models.windows import WindowSplit
 from readings.timestamps import format_rfc3339, parse_rfc3339
-from web.errors import ApiError
+from web.errors import RETRY_AFTER_S, ApiError
+
+__all__ = ["DEFAULT_WINDOW", "RETRY_AFTER_S", "answered", "query", "window"]  # RETRY_AFTER_S: web/errors.py's
 
 DEFAULT_WINDOW = timedelta(hours=24)
-# Seconds a client should wait after a 503 from the queue.
-RETRY_AFTER_S = "5"
 
 
 def window() -> tuple[datetime, datetime]:

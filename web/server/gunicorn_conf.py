@@ -3,7 +3,9 @@ them), and its worker: gunicorn's gevent_pywsgi worker, changed where profiles
 of single-reading POSTs showed time going to waste, and where one hostile
 client could hold the service.
 
-- Headers are parsed by gunicorn's C parser (gunicorn_h1c), not the email package.
+- Headers are parsed strictly, by gunicorn's C parser (gunicorn_h1c) where it is
+  installed (requirements-speedups.txt: it is published as source only, and
+  needs a compiler), else by parse_headers below; never by the email package.
 - A response goes out in one send, not two (headers, then body).
 - No socket timeout per read, whose timer gevent arms at every wait; a sweeper
   enforces every deadline instead: the wait for a request line (keepalive),
@@ -25,16 +27,18 @@ modules it uses are imported in the worker, once it has.
 import gc
 import json
 import mmap
+import re
 import socket
 import time
 
 import gevent
-import gunicorn_h1c
 from gevent.pywsgi import OldMessage
+from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 import settings as settings_module
 from inmemory import IN_MEMORY, metrics_dir
+from logconfig import formatter
 
 # A bad setting stops the master here: one line naming it, status 2.
 _settings = settings_module.load_or_exit()
@@ -63,6 +67,37 @@ accesslog = None
 
 
 MAX_HEADER_LINE, MAX_HEADERS = 65_536, 100
+
+# RFC 9110: a field name is a token; a value is visible characters, spaces and
+# tabs (and obs-text), with no CR, LF or other control character.
+FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+
+def parse_headers(block: bytes) -> list[tuple[bytes, bytes]]:
+    """The (name, value) pairs of a header block that ends with its empty line,
+    as gunicorn_h1c parses them: ValueError for obsolete line folding, space
+    before a colon, bare LF line ends, a missing colon, or control characters."""
+    if not block.endswith(b"\r\n"):
+        raise ValueError("incomplete or not CRLF-terminated headers")
+    lines = block[:-2].split(b"\r\n")
+    if lines[-1] != b"":
+        raise ValueError("headers not ended by an empty line")
+    fields = []
+    for line in lines[:-1]:
+        name, colon, value = line.partition(b":")
+        value = value.strip(b" \t")
+        if not colon or not FIELD_NAME.fullmatch(name) or not FIELD_VALUE.fullmatch(value):
+            raise ValueError("invalid header line")
+        fields.append((name, value))
+    return fields
+
+
+try:  # the C parser, where it could be built
+    from gunicorn_h1c import IncompleteError
+    from gunicorn_h1c import parse_headers as parse_headers_fast
+except ImportError:
+    parse_headers_fast, IncompleteError = parse_headers, ValueError
 SWEEP_INTERVAL_S = 0.5
 
 # Connections waiting on their client: handler -> (deadline in monotonic s, phase).
@@ -206,15 +241,15 @@ class Handler(PyWSGIHandler):
             pass  # already closed
 
     def MessageClass(self, fp, *args):
-        """The request's headers, as gevent's message object, parsed by gunicorn's
-        C parser rather than the email package (an eighth of a single-reading
-        request's CPU). Stricter too: obsolete line folding, space before a
-        colon, or bare LF line ends get a 400."""
+        """The request's headers, as gevent's message object, parsed by
+        parse_headers_fast rather than the email package (which took an eighth
+        of a single-reading request's CPU). Stricter too: obsolete line folding,
+        space before a colon, or bare LF line ends get a 400."""
         message = OldMessage()
         try:
-            for name, value in gunicorn_h1c.parse_headers(read_header_block(fp)):
+            for name, value in parse_headers_fast(read_header_block(fp)):
                 message.set_raw(name.decode("latin-1"), value.decode("latin-1"))
-        except (ValueError, gunicorn_h1c.IncompleteError):  # h1c's ParseError is a ValueError
+        except (ValueError, IncompleteError):  # h1c's ParseError is a ValueError
             message.status = "Invalid headers"
         if "Transfer-Encoding" in message:
             check_framing(message)
@@ -307,10 +342,23 @@ def pre_fork(server, arbiter_worker):
 worker_class = GeventWorker
 
 
+class JsonLogger(Logger):
+    """gunicorn's own lines (start, workers, signals) in the format of every other process."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(formatter(_settings.log_format))
+
+
+logger_class = JsonLogger
+
+
 def on_starting(server):
     """Where each worker process keeps its metrics files, for /metrics to sum: set
     in the master, before any worker forks and imports prometheus_client."""
-    metrics_dir("energy-web-metrics-")
+    metrics_dir("energy-web-metrics-")  # removed when the master exits
 
 
 def child_exit(server, worker):
