@@ -41,12 +41,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
 
     app.extensions["engine"] = create_db_engine(settings.database_url)
-    app.extensions["queue"] = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
+    app.extensions["queue"] = ReadingQueue.from_settings(settings)
     # Its own connection: the group commit makes one Redis call at a time.
     app.extensions["group_commit"] = GroupCommit(
-        lambda: ReadingQueue.from_url(settings.redis_url, settings.redis_prefix, single_connection=True),
-        settings.max_batch,
-    )
+        lambda: ReadingQueue.from_settings(settings, single_connection=True), settings.max_batch)
     app.extensions["validator"] = ReadingValidator(settings.max_clock_skew_s, settings.retention_days)
 
     errors.register(app)
