@@ -175,6 +175,8 @@ class WorkerProcess:
             "DRAIN_INTERVAL_S": str(settings.drain_interval_s),
             "BATCH_MAX_WAIT_MS": str(settings.batch_max_wait_ms),
             "ALERT_INTERVAL_S": str(settings.alert_interval_s),
+            "QUEUE_SHARDS": str(settings.queue_shards),
+            "QUEUE_REDIS_URL": settings.queue_url,
         }
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -265,6 +267,7 @@ def gunicorn(settings, tmp_path, unused_tcp_port) -> Iterator[Gunicorn]:
         "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
         "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
+        "QUEUE_SHARDS": str(settings.queue_shards), "QUEUE_REDIS_URL": settings.queue_url,
     }
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "ab") as log:

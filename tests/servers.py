@@ -52,11 +52,12 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class RedisServer:
     """A redis-server without persistence on a spare port; stop and start it at will."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.dir = directory
         self.port = port or spare_port()
         self.proc: subprocess.Popen | None = None
-        self.log_path = directory / "redis.log"
+        self.log_path = directory / f"redis-{self.port}.log"
+        self.extra_args = extra_args
 
     @property
     def url(self) -> str:
@@ -67,7 +68,7 @@ class RedisServer:
             self.proc = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                  "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-                 "--daemonize", "no", "--protected-mode", "no"],
+                 "--daemonize", "no", "--protected-mode", "no", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         wait_for(self._answers, timeout_s, f"redis-server on port {self.port}")
@@ -93,6 +94,58 @@ class RedisServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         wait_for(lambda: not port_open(self.port), 10, f"port {self.port} to close")
+
+
+def spare_cluster_port() -> int:
+    """A spare port whose cluster bus port (10000 above it) is spare too."""
+    while True:
+        port = spare_port()
+        if port + 10000 < 65536 and not port_open(port + 10000):
+            return port
+
+
+class RedisClusterServers:
+    """A Redis Cluster of `masters` masters and no replicas, each a redis-server
+    on spare ports, made with `redis-cli --cluster create` (equal runs of slots)."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.dir = directory
+        self.nodes = []
+        for _ in range(masters):
+            port = spare_cluster_port()
+            self.nodes.append(RedisServer(directory, port, (
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "5000")))
+
+    @property
+    def url(self) -> str:
+        """Any node names the cluster: the first one."""
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        wait_for(self._ok, 30, "the cluster to agree on its slots")
+        return self
+
+    def _ok(self) -> bool:
+        for node in self.nodes:
+            client = redis.Redis(host="127.0.0.1", port=node.port)
+            try:
+                if client.cluster("info").get("cluster_state") != "ok":
+                    return False
+            finally:
+                client.close()
+        return True
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def _as_postgres() -> list[str]:
@@ -216,6 +269,19 @@ def redis_server() -> Iterator[RedisServer]:
                 server.stop()
         finally:
             shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A running throwaway 3-master Redis Cluster, for a module's tests; deleted after."""
+    cluster = RedisClusterServers(_server_dir("redis-cluster-"))
+    try:
+        yield cluster.start()
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(cluster.dir, ignore_errors=True)
 
 
 @pytest.fixture
