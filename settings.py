@@ -39,7 +39,7 @@ class Settings:
     # A streaming replica that the read endpoints use (None: the primary), and
     # the replay lag beyond which they leave it for the primary (models/replica.py).
     analytics_database_url: str | None = None
-    max_replica_lag_s: float = 2.0
+    max_replica_lag_s: float = 1.0
     # Every Redis key (queue, Celery broker, beat lock) starts with this, so that
     # several deployments or test sessions can share one Redis.
     redis_prefix: str = "energy"

@@ -248,6 +248,27 @@ class PostgresServer:
             pass
 
 
+class PostgresReplica(PostgresServer):
+    """A streaming replica of a PostgresServer: `pg_basebackup -R` of its data,
+    started on a port of its own."""
+
+    def clone(self, primary: PostgresServer) -> PostgresReplica:
+        self._run(str(PG_BIN / "pg_basebackup"), "--host", "127.0.0.1", "--port", str(primary.port),
+                  "--username", "postgres", "--pgdata", str(self.data), "--write-recovery-conf",
+                  "--wal-method", "stream", "--checkpoint", "fast", "--no-sync", timeout_s=120)
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"\nport = {self.port}\nunix_socket_directories = '{self.dir}'\n")
+        return self
+
+    def pause_replay(self) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+
 def _server_dir(prefix: str, owner: str | None = None) -> Path:
     # Not under pytest's tmp_path: that one is private to root, and PostgreSQL runs as another user.
     directory = Path(tempfile.mkdtemp(prefix=prefix))
@@ -282,6 +303,21 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
             cluster.stop()
         finally:
             shutil.rmtree(cluster.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def primary_and_replica() -> Iterator[tuple[PostgresServer, PostgresReplica]]:
+    """A throwaway PostgreSQL primary and its streaming replica; both deleted after."""
+    primary = PostgresServer(_server_dir("pg-primary-", owner=PG_OS_USER))
+    replica = PostgresReplica(_server_dir("pg-replica-", owner=PG_OS_USER))
+    try:
+        primary.init().start()
+        yield primary, replica.clone(primary).start()
+    finally:
+        try:
+            replica.cleanup()
+        finally:
+            primary.cleanup()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from flask import Flask
 import settings as settings_module
 from logconfig import configure_logging
 from models.db import create_db_engine
+from models.replica import ReadEngines
 from web import (
     alerts,
     analytics,
@@ -41,6 +42,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
 
     app.extensions["engine"] = create_db_engine(settings.database_url)
+    replica = (create_db_engine(settings.analytics_database_url)
+               if settings.analytics_database_url else None)
+    app.extensions["read_engines"] = ReadEngines(app.extensions["engine"], replica,
+                                                 settings.max_replica_lag_s)
     app.extensions["queue"] = ReadingQueue.from_settings(settings)
     # Its own connection: the group commit makes one Redis call at a time.
     app.extensions["group_commit"] = GroupCommit(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from marshmallow import ValidationError
 
 from models.analytics import vehicle_known, vehicle_performance, vehicle_series
 from web.auth import require
 from web.errors import ApiError
+from web.reads import read_engine
 from web.schemas import BUCKETS, SeriesQuerySchema
 from web.timestamps import format_rfc3339, parse_rfc3339
 
@@ -42,7 +43,7 @@ def window() -> tuple[datetime, datetime]:
 @bp.get("/v1/analytics/performance/<vehicle_id>")
 def performance(vehicle_id: str):
     from_ts, to_ts = window()
-    perf = vehicle_performance(current_app.extensions["engine"], vehicle_id, from_ts, to_ts)
+    perf = vehicle_performance(read_engine(), vehicle_id, from_ts, to_ts)
     if perf is None:
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
     return {
@@ -70,7 +71,7 @@ def series(vehicle_id: str):
     name = query(series_query)["bucket"]
     if (to_ts - from_ts) / BUCKETS[name] > MAX_BUCKETS:
         raise ApiError(400, f"At most {MAX_BUCKETS} buckets: widen the bucket or narrow the window.")
-    engine = current_app.extensions["engine"]
+    engine = read_engine()
     if not vehicle_known(engine, vehicle_id):
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
     buckets = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])

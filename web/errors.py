@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from flask import Flask, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is told to wait after a 503 (queue or database unavailable).
+RETRY_AFTER_S = "5"
+# The database cannot be reached or has gone away: a connection refused, reset or
+# timed out (SQLAlchemy wraps psycopg's OperationalError), or no pooled
+# connection free in time. Not a bug of ours, and over once it is back.
+DATABASE_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                        psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class ApiError(Exception):
@@ -37,6 +47,15 @@ def register(app: Flask) -> None:
         # Keep headers such as Allow (405), drop the HTML content type.
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return jsonify({"error": exc.description}), exc.code, headers
+
+    def database_unavailable(exc: Exception):
+        # One line, no traceback: an outage is not a bug, and lasts many requests.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return (jsonify({"error": "The database is unavailable; retry later."}), 503,
+                {"Retry-After": RETRY_AFTER_S})
+
+    for exc_class in DATABASE_UNAVAILABLE:
+        app.register_error_handler(exc_class, database_unavailable)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

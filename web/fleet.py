@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from models.analytics import ratio
 from models.fleet import fleet_page
 from web.analytics import query, window
 from web.auth import require
+from web.reads import read_engine
 from web.schemas import FleetQuerySchema
 from web.timestamps import format_rfc3339
 
@@ -21,7 +22,7 @@ fleet_query = FleetQuerySchema()
 def fleet():
     from_ts, to_ts = window()
     q = query(fleet_query)
-    page = fleet_page(current_app.extensions["engine"], from_ts, to_ts, q["sort"],
+    page = fleet_page(read_engine(), from_ts, to_ts, q["sort"],
                       q["order"] == "desc", q["limit"], q["offset"])
     return {
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
