@@ -97,8 +97,11 @@ COMPONENTS = {
         "next": fields.Integer(required=True, allow_none=True)}),
     "Redriven": body("Redriven", {"redriven": whole()}),
     "Health": body("Health", {"status": fields.String(required=True, validate=validate.Equal("ok"))}),
-    "Readiness": body("Readiness", {"postgres": fields.String(required=True, validate=UP),
-                                    "redis": fields.String(required=True, validate=UP)}),
+    "Readiness": body("Readiness", {
+        "postgres": fields.String(required=True, validate=UP),
+        "redis": fields.String(required=True, validate=UP),
+        # Only with ANALYTICS_DATABASE_URL; said, not counted in the status (docs/scaling.md).
+        "replica": fields.String(validate=validate.OneOf(["ok", "lagging", "unavailable"]))}),
 }
 
 STATUS_TEXT = {
