@@ -39,6 +39,17 @@ class SettingsError(ValueError):
 class Settings:
     database_url: str = "postgresql://localhost/energy"
     redis_url: str = "redis://localhost:6379/0"
+    # The reading queue's Redis (None: REDIS_URL): a plain Redis or any node of
+    # a Redis Cluster, over which QUEUE_SHARDS streams spread (workers/shards.py).
+    queue_redis_url: str | None = None
+    queue_shards: int = 1
+    # Celery's broker (None: REDIS_URL): a plain Redis or RabbitMQ, never a
+    # Redis Cluster, which kombu does not support.
+    celery_broker_url: str | None = None
+    # A streaming replica that the read endpoints use (None: the primary), and
+    # the replay lag beyond which they leave it for the primary (models/replica.py).
+    analytics_database_url: str | None = None
+    max_replica_lag_s: float = 1.0
     # Every Redis key (queue, Celery broker, beat lock) starts with this, so that
     # several deployments or test sessions can share one Redis.
     redis_prefix: str = "energy"
@@ -124,6 +135,14 @@ class Settings:
     # The bridge's Prometheus metrics (0: off).
     mqtt_metrics_port: int = 9809
 
+    @property
+    def queue_url(self) -> str:
+        return self.queue_redis_url or self.redis_url
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, "").strip()
@@ -200,6 +219,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         database_url=env.get("DATABASE_URL") or Settings.database_url,
         redis_url=env.get("REDIS_URL") or Settings.redis_url,
+        queue_redis_url=env.get("QUEUE_REDIS_URL") or None,
+        queue_shards=_int(env, "QUEUE_SHARDS", Settings.queue_shards),
+        celery_broker_url=env.get("CELERY_BROKER_URL") or None,
+        analytics_database_url=env.get("ANALYTICS_DATABASE_URL") or None,
+        max_replica_lag_s=_float(env, "MAX_REPLICA_LAG_S", Settings.max_replica_lag_s),
         redis_prefix=env.get("REDIS_PREFIX") or Settings.redis_prefix,
         ingest_tokens=_tokens(env, "INGEST_TOKENS", DEV_INGEST_TOKEN),
         operator_tokens=_tokens(env, "OPERATOR_TOKENS", DEV_OPERATOR_TOKEN),

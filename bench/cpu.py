@@ -90,3 +90,12 @@ class CpuMeter:
         idle = delta[3] + delta[4]
         out["machine busy"] = round(100 * os.cpu_count() * (1 - idle / max(1, sum(delta))), 1)
         return out
+
+
+def us_per(cpu: dict[str, float], seconds: float, units: float) -> dict[str, float]:
+    """CPU µs per unit (a reading, an entry) of each component, from a stop() result
+    over `seconds`: what the sizing in docs/scaling.md multiplies out."""
+    if units <= 0:
+        return {}
+    return {k: round(pct / 100 * seconds * 1e6 / units, 2) for k, pct in cpu.items()
+            if k != "machine busy"}

@@ -129,14 +129,16 @@ class Bench:
                 said = True
 
     def ingest_wrk(self, prefix: str, per: int, duration: float, threads: int, conns: int,
-                   after: Callable[[dict], None] | None = None, stamped_from_s: int = 600) -> dict:
+                   after: Callable[[dict], None] | None = None, stamped_from_s: int = 600,
+                   url: str | None = None) -> dict:
         """wrk POSTing `per` readings a request, stamped from `stamped_from_s` ago
         on (a second per round of devices: at full speed the stamps run ahead of
-        the clock); `after` is called the moment wrk ends. Adds the CPU use by
-        component (`cpu_pct`) and the readings accepted."""
+        the clock), to the stack's web or the one at `url`; `after` is called the
+        moment wrk ends. Adds the CPU use by component (`cpu_pct`) and the
+        readings accepted."""
         base = int(time.time()) - stamped_from_s
         self.cpu.start()
-        result = run_wrk(["-s", "bench/wrk/ingest.lua", self.stack.url, "--", INGEST_TOKEN, prefix,
+        result = run_wrk(["-s", "bench/wrk/ingest.lua", url or self.stack.url, "--", INGEST_TOKEN, prefix,
                           str(per), str(base)], duration, threads, conns)
         if after:
             after(result)

@@ -43,7 +43,7 @@ TS = TIMESTAMP(timezone=True)
 class MeterHourly(Base):
     __tablename__ = "meter_hourly"
     # Fleet-wide reads of a time range (no device): the edges' hours of a long window.
-    __table_args__ = (Index("ix_meter_hourly_hour", "hour"),)
+    __table_args__ = (Index("ix_meter_hourly_hour", "hour", "meter_id"),)
 
     meter_id: Mapped[str] = mapped_column(Text, primary_key=True)
     hour: Mapped[datetime] = mapped_column(TS, primary_key=True)
@@ -53,7 +53,7 @@ class MeterHourly(Base):
 
 class VehicleHourly(Base):
     __tablename__ = "vehicle_hourly"
-    __table_args__ = (Index("ix_vehicle_hourly_hour", "hour"),)
+    __table_args__ = (Index("ix_vehicle_hourly_hour", "hour", "vehicle_id"),)
 
     vehicle_id: Mapped[str] = mapped_column(Text, primary_key=True)
     hour: Mapped[datetime] = mapped_column(TS, primary_key=True)
@@ -65,7 +65,7 @@ class VehicleHourly(Base):
 
 class MeterDaily(Base):
     __tablename__ = "meter_daily"
-    __table_args__ = (Index("ix_meter_daily_day", "day"),)
+    __table_args__ = (Index("ix_meter_daily_day", "day", "meter_id"),)
 
     meter_id: Mapped[str] = mapped_column(Text, primary_key=True)
     day: Mapped[datetime] = mapped_column(TS, primary_key=True)
@@ -75,7 +75,7 @@ class MeterDaily(Base):
 
 class VehicleDaily(Base):
     __tablename__ = "vehicle_daily"
-    __table_args__ = (Index("ix_vehicle_daily_day", "day"),)
+    __table_args__ = (Index("ix_vehicle_daily_day", "day", "vehicle_id"),)
 
     vehicle_id: Mapped[str] = mapped_column(Text, primary_key=True)
     day: Mapped[datetime] = mapped_column(TS, primary_key=True)

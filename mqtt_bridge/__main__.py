@@ -25,7 +25,7 @@ def main() -> int:
         return 2
     # Pooled, not single_connection: that one connects at once, and the bridge
     # must start (and hold its messages) while Redis is down.
-    queue = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
+    queue = ReadingQueue.from_settings(settings)
     bridge = Bridge(settings, queue, validator(settings))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: bridge.stop())

@@ -180,6 +180,8 @@ class WorkerProcess:
             "DRAIN_INTERVAL_S": str(settings.drain_interval_s),
             "BATCH_MAX_WAIT_MS": str(settings.batch_max_wait_ms),
             "ALERT_INTERVAL_S": str(settings.alert_interval_s),
+            "QUEUE_SHARDS": str(settings.queue_shards),
+            "QUEUE_REDIS_URL": settings.queue_url,
         }
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -278,7 +280,8 @@ def gunicorn_factory(settings, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
             **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
             "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
             "REDIS_PREFIX": settings.redis_prefix, "INGEST_TOKENS": ",".join(settings.ingest_tokens),
-            "OPERATOR_TOKENS": ",".join(settings.operator_tokens), **extra_env,
+            "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
+            "QUEUE_SHARDS": str(settings.queue_shards), "QUEUE_REDIS_URL": settings.queue_url, **extra_env,
         }
         log_path = tmp_path / f"gunicorn-{port}.log"
         with open(log_path, "ab") as log:

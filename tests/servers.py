@@ -53,12 +53,14 @@ class RedisServer:
     """A redis-server on a spare port; stop and start it at will. Without persistence
     unless `appendonly` (then every write is fsynced to its AOF before the reply)."""
 
-    def __init__(self, directory: Path, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(self, directory: Path, port: int | None = None, appendonly: bool = False,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.dir = directory
         self.port = port or spare_port()
         self.appendonly = appendonly
         self.proc: subprocess.Popen | None = None
-        self.log_path = directory / "redis.log"
+        self.log_path = directory / f"redis-{self.port}.log"
+        self.extra_args = extra_args
 
     @property
     def url(self) -> str:
@@ -70,7 +72,7 @@ class RedisServer:
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                  "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                  "--appendfsync", "always", "--dir", str(self.dir),
-                 "--daemonize", "no", "--protected-mode", "no"],
+                 "--daemonize", "no", "--protected-mode", "no", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         wait_for(self._answers, timeout_s, f"redis-server on port {self.port}")
@@ -97,6 +99,58 @@ class RedisServer:
             self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
             self.proc.wait(30)
         wait_for(lambda: not port_open(self.port), 10, f"port {self.port} to close")
+
+
+def spare_cluster_port() -> int:
+    """A spare port whose cluster bus port (10000 above it) is spare too."""
+    while True:
+        port = spare_port()
+        if port + 10000 < 65536 and not port_open(port + 10000):
+            return port
+
+
+class RedisClusterServers:
+    """A Redis Cluster of `masters` masters and no replicas, each a redis-server
+    on spare ports, made with `redis-cli --cluster create` (equal runs of slots)."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.dir = directory
+        self.nodes = []
+        for _ in range(masters):
+            port = spare_cluster_port()
+            self.nodes.append(RedisServer(directory, port, extra_args=(
+                "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "5000")))
+
+    @property
+    def url(self) -> str:
+        """Any node names the cluster: the first one."""
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        wait_for(self._ok, 30, "the cluster to agree on its slots")
+        return self
+
+    def _ok(self) -> bool:
+        for node in self.nodes:
+            client = redis.Redis(host="127.0.0.1", port=node.port)
+            try:
+                if client.cluster("info").get("cluster_state") != "ok":
+                    return False
+            finally:
+                client.close()
+        return True
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 def _as_postgres() -> list[str]:
@@ -199,6 +253,27 @@ class PostgresServer:
             pass
 
 
+class PostgresReplica(PostgresServer):
+    """A streaming replica of a PostgresServer: `pg_basebackup -R` of its data,
+    started on a port of its own."""
+
+    def clone(self, primary: PostgresServer) -> PostgresReplica:
+        self._run(str(PG_BIN / "pg_basebackup"), "--host", "127.0.0.1", "--port", str(primary.port),
+                  "--username", "postgres", "--pgdata", str(self.data), "--write-recovery-conf",
+                  "--wal-method", "stream", "--checkpoint", "fast", "--no-sync", timeout_s=120)
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"\nport = {self.port}\nunix_socket_directories = '{self.dir}'\n")
+        return self
+
+    def pause_replay(self) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+
 def _server_dir(prefix: str, owner: str | None = None) -> Path:
     # Not under pytest's tmp_path: that one is private to root, and PostgreSQL runs as another user.
     directory = Path(tempfile.mkdtemp(prefix=prefix))
@@ -230,6 +305,34 @@ def _redis_server(appendonly: bool) -> Iterator[RedisServer]:
                 server.stop()
         finally:
             shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A running throwaway 3-master Redis Cluster, for a module's tests; deleted after."""
+    cluster = RedisClusterServers(_server_dir("redis-cluster-"))
+    try:
+        yield cluster.start()
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(cluster.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def primary_and_replica() -> Iterator[tuple[PostgresServer, PostgresReplica]]:
+    """A throwaway PostgreSQL primary and its streaming replica; both deleted after."""
+    primary = PostgresServer(_server_dir("pg-primary-", owner=PG_OS_USER))
+    replica = PostgresReplica(_server_dir("pg-replica-", owner=PG_OS_USER))
+    try:
+        primary.init().start()
+        yield primary, replica.clone(primary).start()
+    finally:
+        try:
+            replica.cleanup()
+        finally:
+            primary.cleanup()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import settings as settings_module
 from credentials.cache import CredentialCache
 from logconfig import configure_logging
 from models.db import create_db_engine
+from models.replica import ReadEngines
 from readings.validator import ReadingValidator
 from web import dashboard, errors, openapi
 from web.api import (
@@ -45,12 +46,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
 
     app.extensions["engine"] = create_db_engine(settings.database_url)
-    app.extensions["queue"] = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
+    replica = (create_db_engine(settings.analytics_database_url)
+               if settings.analytics_database_url else None)
+    app.extensions["read_engines"] = ReadEngines(app.extensions["engine"], replica,
+                                                 settings.max_replica_lag_s)
+    app.extensions["queue"] = ReadingQueue.from_settings(settings)
     # Its own connection: the group commit makes one Redis call at a time.
     app.extensions["group_commit"] = GroupCommit(
-        lambda: ReadingQueue.from_url(settings.redis_url, settings.redis_prefix, single_connection=True),
-        settings.max_batch,
-    )
+        lambda: ReadingQueue.from_settings(settings, single_connection=True), settings.max_batch)
     # Device and gateway tokens; its refresher starts in each process on first use.
     app.extensions["credentials"] = CredentialCache(
         app.extensions["engine"], settings.redis_url, settings.redis_prefix)

@@ -84,6 +84,23 @@ class QueueCollector:
         yield age
 
 
+class ReplicaCollector:
+    """The read replica's replay lag, measured at scrape time (none without a replica)."""
+
+    def collect(self):
+        engines = current_app.extensions["read_engines"]
+        if engines.replica is None:
+            return
+        lag = GaugeMetricFamily("energy_replica_lag_seconds",
+                                "How far the analytics replica's replay is behind the primary")
+        try:
+            lag.add_metric([], engines.lag_s())
+        except Exception:  # the replica down: /readyz says so
+            log.warning("replica lag unavailable for /metrics")
+            return
+        yield lag
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
@@ -93,6 +110,7 @@ def metrics() -> Response:
         registry = REGISTRY
     queue_registry = CollectorRegistry(auto_describe=False)
     queue_registry.register(QueueCollector())
+    queue_registry.register(ReplicaCollector())
     body = generate_latest(registry) + generate_latest(queue_registry)
     return Response(body, mimetype="text/plain; version=0.0.4")
 

@@ -148,8 +148,11 @@ COMPONENTS = {
     "Gateway": body("Gateway", {"id": DeviceId(), "disabled": fields.Boolean(required=True),
                                 "created": at(), "devices": fields.List(DeviceId(), required=True)}),
     "Health": body("Health", {"status": fields.String(required=True, validate=validate.Equal("ok"))}),
-    "Readiness": body("Readiness", {"postgres": fields.String(required=True, validate=UP),
-                                    "redis": fields.String(required=True, validate=UP)}),
+    "Readiness": body("Readiness", {
+        "postgres": fields.String(required=True, validate=UP),
+        "redis": fields.String(required=True, validate=UP),
+        # Only with ANALYTICS_DATABASE_URL; said, not counted in the status (docs/scaling.md).
+        "replica": fields.String(validate=validate.OneOf(["ok", "lagging", "unavailable"]))}),
 }
 
 STATUS_TEXT = {

@@ -36,8 +36,11 @@ ROLL_UP_INTERVAL_S = 60
 
 
 def make_celery(s: settings_module.Settings) -> Celery:
-    """A Celery app on the settings' Redis, with every key under its prefix."""
-    app = Celery("energy", broker=s.redis_url, include=["workers.tasks"])
+    """A Celery app on the settings' broker, with every key under its prefix.
+
+    The broker is CELERY_BROKER_URL (default REDIS_URL), never the queue's
+    Redis Cluster: kombu does not support Redis Cluster."""
+    app = Celery("energy", broker=s.broker_url, include=["workers.tasks"])
     app.conf.update(
         broker_transport_options={"global_keyprefix": f"{s.redis_prefix}:celery:"},
         broker_connection_retry_on_startup=True,
@@ -157,7 +160,7 @@ def queue() -> ReadingQueue:
     """This process's view of the reading queue."""
     global _queue
     if _queue is None:
-        _queue = ReadingQueue.from_url(settings.redis_url, settings.redis_prefix)
+        _queue = ReadingQueue.from_settings(settings)
     return _queue
 
 

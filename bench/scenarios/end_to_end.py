@@ -15,6 +15,7 @@ import time
 import psycopg
 
 from bench.config import DATABASE_URL, log
+from bench.cpu import us_per
 from bench.scenario import Figure, Scenario
 from bench.services import history_count, wait_backlog_empty
 from bench.stats import median_of
@@ -105,6 +106,8 @@ class EndToEnd(Scenario):
                "readings_accepted": r["readings"], "post_p50_ms": r["p50_us"] / 1000,
                "post_p99_ms": r["p99_us"] / 1000,
                "wrk_cpu_pct_of_threads": r["cpu_pct_of_threads"], "cpu_pct": r["cpu_pct"],
+               # Per drained reading, by component (redis included): docs/scaling.md's inputs.
+               "cpu_us_per_reading": us_per(r["cpu_pct"], r["seconds"], rate * r["seconds"]),
                "backlog_samples": sampler.samples}
         # wrk does not count the requests in flight when it stops (one per connection).
         run["stored_matches_accepted"] = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from models.analytics import bucket_count, vehicle_known, vehicle_performance, vehicle_series
 from readings.schemas import BUCKETS, SeriesQuerySchema
@@ -11,6 +11,7 @@ from web.api.csv_export import negotiated
 from web.api.params import answered, query, window
 from web.auth import require
 from web.errors import ApiError
+from web.reads import read_engine
 
 bp = Blueprint("analytics", __name__)
 bp.before_request(require("operator"))
@@ -24,7 +25,7 @@ SERIES_CSV_COLUMNS = ["start", "acConsumedKwh", "dcDeliveredKwh", "efficiencyRat
 @bp.get("/v1/analytics/performance/<vehicle_id>")
 def performance(vehicle_id: str):
     from_ts, to_ts = window()
-    perf = vehicle_performance(current_app.extensions["engine"], vehicle_id, from_ts, to_ts)
+    perf = vehicle_performance(read_engine(), vehicle_id, from_ts, to_ts)
     if perf is None:
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
     return {
@@ -44,7 +45,7 @@ def series(vehicle_id: str):
     name = query(series_query)["bucket"]
     if bucket_count(from_ts, to_ts, BUCKETS[name]) > MAX_BUCKETS:
         raise ApiError(400, f"At most {MAX_BUCKETS} buckets: widen the bucket or narrow the window.")
-    engine = current_app.extensions["engine"]
+    engine = read_engine()
     if not vehicle_known(engine, vehicle_id):
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
     buckets, split = vehicle_series(engine, vehicle_id, from_ts, to_ts, BUCKETS[name])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from models.analytics import ratio
 from models.fleet import HISTOGRAM_EDGES, fleet_page
@@ -11,6 +11,7 @@ from readings.timestamps import format_rfc3339
 from web.api.csv_export import negotiated
 from web.api.params import answered, query, window
 from web.auth import require
+from web.reads import read_engine
 
 bp = Blueprint("fleet", __name__)
 bp.before_request(require("operator"))
@@ -24,7 +25,7 @@ CSV_COLUMNS = ["vehicleId", "acConsumedKwh", "dcDeliveredKwh", "efficiencyRatio"
 def fleet():
     from_ts, to_ts = window()
     q = query(fleet_query)
-    page = fleet_page(current_app.extensions["engine"], from_ts, to_ts, q["sort"],
+    page = fleet_page(read_engine(), from_ts, to_ts, q["sort"],
                       q["order"] == "desc", q["limit"], q["offset"], q["search"])
     body = {
         "window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},

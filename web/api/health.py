@@ -21,7 +21,21 @@ def readyz():
     checks = {"postgres": _postgres_answers(), "redis": _redis_answers()}
     ready = all(checks.values())
     body = {name: "ok" if up else "unavailable" for name, up in checks.items()}
+    if current_app.extensions["read_engines"].replica is not None:
+        # Said, not counted: ingest needs only the primary and Redis, and reads
+        # leave a lagging replica for the primary (models/replica.py).
+        body["replica"] = _replica_state()
     return body, 200 if ready else 503
+
+
+def _replica_state() -> str:
+    """ok, lagging (over MAX_REPLICA_LAG_S: reads go to the primary) or unavailable."""
+    engines = current_app.extensions["read_engines"]
+    try:
+        return "lagging" if engines.lag_s() > engines.max_lag_s else "ok"
+    except Exception:
+        log.warning("the replica does not answer", exc_info=True)
+        return "unavailable"
 
 
 def _postgres_answers() -> bool:

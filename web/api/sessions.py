@@ -14,6 +14,7 @@ from web.api.csv_export import negotiated
 from web.api.params import query, window
 from web.auth import require
 from web.errors import ApiError
+from web.reads import read_engine
 
 bp = Blueprint("sessions", __name__)
 bp.before_request(require("operator"))
@@ -39,7 +40,7 @@ def gap() -> timedelta:
 @bp.get("/v1/analytics/performance/<vehicle_id>/sessions")
 def vehicle(vehicle_id: str):
     from_ts, to_ts = window()
-    engine = current_app.extensions["engine"]
+    engine = read_engine()
     if not vehicle_known(engine, vehicle_id):
         raise ApiError(404, "This vehicle has never sent a reading and has no meter linked.")
     found = vehicle_sessions(engine, vehicle_id, from_ts, to_ts, gap())
@@ -54,7 +55,7 @@ def fleet():
     from_ts, to_ts = window()
     q = query(sessions_query)
     order = q["order"] or SORTS[q["sort"]][1]
-    page = fleet_sessions(current_app.extensions["engine"], from_ts, to_ts, gap(), q["sort"],
+    page = fleet_sessions(read_engine(), from_ts, to_ts, gap(), q["sort"],
                           order == "desc", q["limit"], q["offset"])
     body = {"window": {"from": format_rfc3339(from_ts), "to": format_rfc3339(to_ts)},
             "sessions": [{"vehicleId": s.vehicle_id, **session_json(s)} for s in page.sessions],

@@ -57,7 +57,7 @@ class GroupCommit:
 
     def close(self) -> None:
         if self._queue is not None:
-            self._queue.redis.close()
+            self._queue.close()
 
     def _take_group(self) -> list[_Request]:
         """The oldest pending requests, up to max_group_readings (at least one)."""
