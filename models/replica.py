@@ -29,7 +29,9 @@ PRIMARY_POSITION = text("SELECT pg_current_wal_lsn()")
 REPLICA_LAG = text("""
     SELECT CASE
         WHEN NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= CAST(:lsn AS pg_lsn) THEN 0.0
-        ELSE greatest(0.0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8
+        -- Behind: never 0, even when the last replayed commit is younger than this
+        -- statement (now() is its start), so that 0 always means caught up.
+        ELSE greatest(0.000001, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8
     END
 """)
 

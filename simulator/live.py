@@ -319,7 +319,12 @@ class Runner:
         independent trajectory over minutes it already has, and their energy would be
         counted twice. The clock never passes the real one, so from there it runs in
         real time."""
-        newest = await self.newest_stored(client)
+        try:
+            newest = await self.newest_stored(client)
+        except aiohttp.ClientConnectionError:  # no web to ask (publishing over MQTT, say)
+            print(f"live: warning: {self.base_url} does not answer: cannot tell where stored "
+                  "history ends, so readings may overlap it", file=sys.stderr)
+            return
         if newest is None or newest < self.sim_start:
             return
         self.sim_start = math.floor(newest / 60.0) * 60.0 + 60.0

@@ -124,7 +124,7 @@ def app(settings):
     application = create_app({"TESTING": True, "SETTINGS": settings})
     yield application
     application.extensions["engine"].dispose()
-    application.extensions["queue"].redis.close()
+    application.extensions["queue"].close()
     application.extensions["group_commit"].close()
     application.extensions["credentials"].close()
 

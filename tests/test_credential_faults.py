@@ -19,7 +19,7 @@ PROPAGATION_S = 2.0
 def closing(app) -> None:
     app.extensions["credentials"].close()
     app.extensions["engine"].dispose()
-    app.extensions["queue"].redis.close()
+    app.extensions["queue"].close()
 
 
 def test_a_device_disabled_while_redis_is_down_is_refused_within_2_s(settings, redis_server):

@@ -142,7 +142,7 @@ def test_ingest_answers_503_while_redis_is_down_and_recovers_by_itself(settings,
             assert feed.post()  # 202 every time, no stale connection answering 503
     finally:
         app.extensions["engine"].dispose()
-        app.extensions["queue"].redis.close()
+        app.extensions["queue"].close()
 
 
 # -- 2. PostgreSQL down while readings keep arriving ---------------------------
@@ -208,7 +208,7 @@ def test_worker_rides_out_a_postgres_outage_and_loses_nothing(settings, postgres
     finally:
         db.dispose()
         app.extensions["engine"].dispose()
-        app.extensions["queue"].redis.close()
+        app.extensions["queue"].close()
 
 
 # -- 3. Workers killed with SIGKILL under sustained load -------------------------
@@ -394,7 +394,7 @@ def test_worker_stores_everything_after_a_redis_outage_without_a_restart(
     finally:
         db.dispose()
         app.extensions["engine"].dispose()
-        app.extensions["queue"].redis.close()
+        app.extensions["queue"].close()
 
 
 # -- 6. Read endpoints while PostgreSQL is down --------------------------------------
@@ -422,4 +422,4 @@ def test_read_endpoints_answer_503_while_postgres_is_down(settings, postgres_ser
         assert not errors, "an outage is not logged as an error"
     finally:
         app.extensions["engine"].dispose()
-        app.extensions["queue"].redis.close()
+        app.extensions["queue"].close()

@@ -167,7 +167,7 @@ def test_redis_stopped_for_10_s_loses_nothing_even_if_the_bridge_dies_meanwhile(
         assert stored_meter_readings(engine) == 2000
     finally:
         bridge.stop()
-        queue.redis.close()
+        queue.close()
 
 
 def test_full_queue_holds_acknowledgements_until_the_workers_make_room(

@@ -122,7 +122,7 @@ def make_app(settings, unused_tcp_port) -> Iterator:
     yield make
     for app in apps:
         app.extensions["engine"].dispose()
-        app.extensions["queue"].redis.close()
+        app.extensions["queue"].close()
         app.extensions["group_commit"].close()
 
 
