@@ -42,7 +42,14 @@ def make_celery(s: settings_module.Settings) -> Celery:
     Redis Cluster: kombu does not support Redis Cluster."""
     app = Celery("energy", broker=s.broker_url, include=["workers.tasks"])
     app.conf.update(
-        broker_transport_options={"global_keyprefix": f"{s.redis_prefix}:celery:"},
+        # No ack emulation: a task message leaves Redis when a worker takes it. The
+        # readings' durability is the queue's stream, not Celery's messages (a lost
+        # drain task is sent again by beat within a second), and with emulation a
+        # consumer that lost Redis reconnected through kombu's restore of unacked
+        # messages, which sometimes failed (AttributeError on a closed transport)
+        # and stopped the worker for good.
+        broker_transport_options={"global_keyprefix": f"{s.redis_prefix}:celery:",
+                                  "ack_emulation": False},
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         # Flower builds its views from these events.
