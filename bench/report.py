@@ -47,6 +47,8 @@ def fmt(value) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and abs(value) < 100:
         return f"{value:,.2f}"
     return f"{value:,.0f}"

@@ -82,9 +82,9 @@ class Stack:
         named = {"web": self.web, "worker": self.worker, **self.others}
         return {proc.pid: name for name, proc in named.items() if proc is not None}
 
-    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+    def get(self, path: str, token: str | None = None, timeout_s: float = 30) -> tuple[int, bytes]:
         """GET a path of the web process: its status and body."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
         try:
             conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
             response = conn.getresponse()
