@@ -58,6 +58,7 @@ class Stack:
         self.web: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.others: dict[str, subprocess.Popen] = {}
+        self._kept: http.client.HTTPConnection | None = None  # timed_get()'s
 
     @property
     def url(self) -> str:
@@ -82,15 +83,36 @@ class Stack:
         named = {"web": self.web, "worker": self.worker, **self.others}
         return {proc.pid: name for name, proc in named.items() if proc is not None}
 
-    def get(self, path: str, token: str | None = None, timeout_s: float = 30) -> tuple[int, bytes]:
+    def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
         """GET a path of the web process: its status and body."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
             response = conn.getresponse()
             return response.status, response.read()
         finally:
             conn.close()
+
+    def timed_get(self, path: str, token: str, timeout_s: float = 30) -> tuple[float, bytes]:
+        """Milliseconds a GET of the web process took, over a connection kept alive
+        between calls (as a dashboard's browser sends them), and its body; raises
+        RuntimeError unless it answered 200."""
+        if self._kept is None:
+            self._kept = http.client.HTTPConnection("127.0.0.1", self.port)
+        self._kept.timeout = timeout_s
+        started = time.perf_counter()
+        try:
+            self._kept.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            response = self._kept.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            self._kept.close()
+            self._kept = None
+            raise
+        took = (time.perf_counter() - started) * 1000
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} answered {response.status}: {body[:300]!r}")
+        return took, body
 
     def start_web(self) -> None:
         """Start gunicorn; return once /readyz answers 200."""

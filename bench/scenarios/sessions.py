@@ -11,10 +11,10 @@ reported, not raised: the scenarios after this one still run.
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import statistics
-import time
 
 from bench.config import OPERATOR_TOKEN, iso, log
 from bench.scenario import Figure, Scenario
@@ -47,19 +47,13 @@ class Sessions(Scenario):
         return f"/v1/analytics/performance/{self.day.vehicle_id(n)}/sessions?{self.window}"
 
     def get(self, path: str, timeout_s: float = 30) -> tuple[float, bytes]:
-        """Milliseconds a GET took, and its body (it must answer 200)."""
-        started = time.perf_counter()
-        status, body = self.bench.stack.get(path, OPERATOR_TOKEN, timeout_s)
-        took = (time.perf_counter() - started) * 1000
-        if status != 200:
-            raise RuntimeError(f"{path} answered {status}: {body[:300]!r}")
-        return took, body
+        return self.bench.stack.timed_get(path, OPERATOR_TOKEN, timeout_s)
 
     def fleet_call(self) -> float | None:
         """Milliseconds of one fleet call, or None (logged) if it failed."""
         try:
             return self.get(f"/v1/analytics/sessions?{self.window}&limit=100", 120)[0]
-        except (OSError, RuntimeError) as exc:
+        except (OSError, http.client.HTTPException, RuntimeError) as exc:
             log(f"  the fleet's worst 100 sessions failed: {exc}")
             return None
 
