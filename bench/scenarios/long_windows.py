@@ -118,6 +118,7 @@ class LongWindows(Scenario):
                   for _ in range(calls + 1)][1:]
         return {"vehicle_p50_ms": round(statistics.median(per_vehicle), 2),
                 "vehicle_p99_ms": round(percentile(per_vehicle, 99), 2),
+                "vehicle_slowest_ms": [round(ms, 1) for ms in sorted(per_vehicle)[-5:]],
                 "fleet_ms": fleet(w.start, w.end),
                 "fleet_edges_ms": fleet(day_end - timedelta(days=1), day_end),
                 "series_year_ms": round(statistics.median(series), 2)}
