@@ -47,6 +47,8 @@ def fmt(value) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and abs(value) < 100:
         return f"{value:,.2f}"
     return f"{value:,.0f}"
@@ -123,8 +125,9 @@ def machine_info(wrk_version: str) -> dict:
         "redis": info.get("redis_version"),
         "redis_persistence": {"appendonly": info.get("aof_enabled"),
                               "rdb_changes_since_save": info.get("rdb_changes_since_last_save")},
-        "python": platform.python_version(), "load_client": f"{wrk_version} (scenarios 1, 2, 3, 5); "
-        "Python http.client, 32 threads, + psycopg poller (scenario 4)",
+        "python": platform.python_version(), "load_client": f"{wrk_version} (scenarios 1, 2, 3, 5, 7, 18); "
+        "Python http.client, 32 threads, + psycopg poller (scenario 4); paho-mqtt, 2 processes "
+        "(scenario 8); Python http.client, one kept-alive connection (scenarios 9, 10)",
         "load_average_at_start": os.getloadavg(),
     }
 
@@ -144,7 +147,7 @@ def write_results(path: Path, args: argparse.Namespace, bench: Bench, scenarios:
                    f"WEB_CONCURRENCY={args.web_concurrency or 'default (cores + 1)'}",
             "worker": "celery worker --beat (Procfile), concurrency "
                       f"{args.worker_concurrency or 'default (cores + 1)'}; stopped in "
-                      "scenarios 1, 2 (acceptance only) and 5 (nothing to drain)",
+                      "scenarios 1, 2, 7 (acceptance only) and 5, 9, 10 (nothing to drain)",
             "env": {k: bench.stack.env[k] for k in ("DATABASE_URL", "REDIS_PREFIX", "MAX_BACKLOG")},
             "sizes": bench.sizes,
         },

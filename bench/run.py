@@ -54,10 +54,20 @@ def parse_args(scenarios: list[type[Scenario]], argv: list[str] | None = None) -
     p.add_argument("--quiet-wait", type=float, default=60,
                    help="before each run, wait up to this many seconds for other processes to "
                         f"use under {QUIET_PCT} %% of a core (0: never wait)")
+    p.add_argument("--long-days", type=int, default=None,
+                   help="scenario 10: days of history to load (default 30; 2 with --quick)")
+    p.add_argument("--long-devices", type=int, default=None,
+                   help="scenario 10: vehicles, and as many meters (default 2000; 40 with --quick)")
     p.add_argument("--keep-db", action="store_true", help="keep the energy_bench database afterwards")
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
+    if any(n is not None and n < 1 for n in (args.long_days, args.long_devices)):
+        p.error("--long-days and --long-devices take a number of at least 1")
+    # Sizes given as options replace the declared ones (bench.runner.sizes_of).
+    args.sizes = {name: value for name, value in (("long_days", args.long_days),
+                                                  ("long_devices", args.long_devices))
+                  if value is not None}
     try:
         args.scenarios = {int(x) for x in args.scenarios.split(",") if x.strip()}
     except ValueError:

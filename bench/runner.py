@@ -3,7 +3,7 @@
 Bench holds the stack, the queue, the CPU meter, the sizes and the results so
 far; it runs the chosen scenarios in number order (see bench/scenario.py for
 what it calls on each) and offers them the steps they share: an empty queue,
-a quiet machine, wrk posting readings, the backfilled day.
+a quiet machine, wrk posting readings, the backfilled day, the long windows' days.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import argparse
 import time
 from collections.abc import Callable
 
-from bench import backfill
+from bench import backfill, long_backfill
 from bench.backfill import Day
 from bench.config import DATABASE_URL, INGEST_TOKEN, PREFIX, REDIS_URL, log
 from bench.cpu import QUIET_PCT, CpuMeter, foreign
 from bench.load.wrk import run_wrk
+from bench.long_backfill import Window
 from bench.report import wrk_cpu_most
 from bench.scenario import Scenario
 from bench.services import (
@@ -36,7 +37,7 @@ RUNNER_SIZES = {"s3_drain_wait_s": (240, 60)}
 def sizes_of(scenarios: list[type[Scenario]], quick: bool) -> dict[str, float]:
     """Every size the scenarios, the runner and the backfill take, full or --quick."""
     declared = [size for cls in scenarios for size in cls.sizes.items()]
-    declared += [*RUNNER_SIZES.items(), *backfill.SIZES.items()]
+    declared += [*RUNNER_SIZES.items(), *backfill.SIZES.items(), *long_backfill.SIZES.items()]
     return {name: values[1 if quick else 0] for name, values in declared}
 
 
@@ -45,6 +46,7 @@ class Bench:
         self.args = args
         self.runs = args.runs
         self.sizes = sizes_of(scenarios, args.quick)
+        self.sizes.update(getattr(args, "sizes", {}))  # sizes given as options (--long-days)
         self.chosen = [cls for cls in scenarios if cls.always or cls.number in args.scenarios]
         self.stack = Stack(args.web_concurrency, args.worker_concurrency)
         self.queue = reading_queue()
@@ -52,6 +54,7 @@ class Bench:
         self.figures: dict[str, object] = {}
         self.details: dict[str, object] = {}
         self._day: Day | None = None
+        self._window: Window | None = None
 
     # -- the run loop ----------------------------------------------------------------
 
@@ -137,13 +140,21 @@ class Bench:
         moment wrk ends. Adds the CPU use by component (`cpu_pct`) and the
         readings accepted."""
         base = int(time.time()) - stamped_from_s
+        result = self.wrk_with_cpu(["-s", "bench/wrk/ingest.lua", url or self.stack.url, "--",
+                                    INGEST_TOKEN, prefix, str(per), str(base)],
+                                   duration, threads, conns, after)
+        result["readings"] = result["ok"] * per
+        return result
+
+    def wrk_with_cpu(self, args: list[str], duration: float, threads: int, conns: int,
+                     after: Callable[[dict], None] | None = None) -> dict:
+        """wrk with `args` (script, URL, script arguments); `after` is called the moment
+        it ends. Adds the CPU use by component meanwhile (`cpu_pct`)."""
         self.cpu.start()
-        result = run_wrk(["-s", "bench/wrk/ingest.lua", url or self.stack.url, "--", INGEST_TOKEN, prefix,
-                          str(per), str(base)], duration, threads, conns)
+        result = run_wrk(args, duration, threads, conns)
         if after:
             after(result)
         result["cpu_pct"] = self.cpu.stop()
-        result["readings"] = result["ok"] * per
         return result
 
     def backfilled_day(self) -> Day:
@@ -151,3 +162,9 @@ class Bench:
         if self._day is None:
             self._day, self.details["backfill"] = backfill.load_day(self.sizes, self.cpu, self.stack.env)
         return self._day
+
+    def long_window(self) -> Window:
+        """The days of history (and the synthetic year) of the long windows, on the first call."""
+        if self._window is None:
+            self._window, self.details["long_backfill"] = long_backfill.load_window(self.sizes, self.cpu)
+        return self._window

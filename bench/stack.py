@@ -33,6 +33,7 @@ from tests.servers import spare_port
 from workers.queue import ReadingQueue
 
 READY_WAIT_S = 60
+KEPT_IDLE_S = 2  # timed_get() reconnects after this long idle (gunicorn's keepalive: 5 s)
 
 
 class Stack:
@@ -58,6 +59,8 @@ class Stack:
         self.web: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.others: dict[str, subprocess.Popen] = {}
+        self._kept: http.client.HTTPConnection | None = None  # timed_get()'s
+        self._kept_used = 0.0
 
     @property
     def url(self) -> str:
@@ -91,6 +94,35 @@ class Stack:
             return response.status, response.read()
         finally:
             conn.close()
+
+    def timed_get(self, path: str, token: str, timeout_s: float = 30) -> tuple[float, bytes]:
+        """Milliseconds a GET of the web process took, over a connection kept alive
+        between calls (as a dashboard's browser sends them), and its body; raises
+        RuntimeError unless it answered 200."""
+        # gunicorn closes a connection idle for its keepalive (5 s): open a new one
+        # after a pause (a quiet-machine wait, say), before the clock starts.
+        if self._kept is not None and time.monotonic() - self._kept_used > KEPT_IDLE_S:
+            self._kept.close()
+            self._kept = None
+        if self._kept is None:
+            self._kept = http.client.HTTPConnection("127.0.0.1", self.port)
+            self._kept.connect()
+        self._kept.timeout = timeout_s
+        self._kept.sock.settimeout(timeout_s)
+        started = time.perf_counter()
+        try:
+            self._kept.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            response = self._kept.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            self._kept.close()
+            self._kept = None
+            raise
+        took = (time.perf_counter() - started) * 1000
+        self._kept_used = time.monotonic()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} answered {response.status}: {body[:300]!r}")
+        return took, body
 
     def start_web(self) -> None:
         """Start gunicorn; return once /readyz answers 200."""

@@ -1,6 +1,6 @@
 -- wrk script: single-reading POST /v1/ingest, each with the token of the device it is from.
 --   wrk -s bench/wrk/ingest_devices.lua URL -- TOKENS_FILE BASE_EPOCH THREADS
--- TOKENS_FILE (from bench/device_tokens.py): one device a line, "meter|vehicle ID TOKEN".
+-- TOKENS_FILE (from bench/scenarios/device_tokens.py): one device a line, "meter|vehicle ID TOKEN".
 -- wrk thread t takes the devices on lines t, t + THREADS, ... (THREADS: wrk's -t), and
 -- sends each of them in turn, so no (device, instant) repeats; the timestamp steps one
 -- second each time all of the thread's devices have sent once, from BASE_EPOCH.
