@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db import Base
-from models.rollups import rolled_up_sql
+from models.rollups import WATERMARK_FOR_DRAIN, rolled_up_sql
 from models.sessions import SESSIONS_CTES, stale_from_sql
 from models.windows import DAY, floor_to
 
@@ -80,7 +80,8 @@ def late_sessions_cte(kind: str) -> str:
         SELECT l.vehicle_id, min(s.ts) FROM (
             SELECT s.* FROM stored s, rollup_watermark m
             WHERE s.kwh_consumed_ac <> 0 AND s.ts >= m.sessions_from
-              AND s.ts < m.rolled_up_until + interval '1 hour') s
+              AND (s.ts < m.rolled_up_until OR (m.rolling_device IS NOT NULL
+                                                AND s.ts < m.rolled_up_until + interval '1 hour'))) s
         CROSS JOIN LATERAL (SELECT vehicle_id FROM meter_links
                             WHERE meter_id = s.meter_id AND since <= s.ts
                             ORDER BY since DESC LIMIT 1) l
@@ -169,3 +170,21 @@ def rebuild_sessions(conn: Connection, start: datetime) -> None:
     conn.execute(text("DELETE FROM charging_sessions"))
     conn.execute(text("DELETE FROM session_marks"))
     _recompute(conn, [(row.vehicle_id, begin, row.until) for row in conn.execute(COVERED)])
+
+
+# Retention: sessions before the cutoff go; one that crosses it is found again
+# from the cutoff on (marked), since its readings before it are gone.
+FORGET = text(f"""
+    WITH gone AS (DELETE FROM charging_sessions WHERE start < :cutoff RETURNING vehicle_id, "end")
+    INSERT INTO session_marks AS k (vehicle_id, since)
+    SELECT vehicle_id, CAST(:cutoff AS timestamptz) FROM gone WHERE "end" >= :cutoff
+    GROUP BY 1 ORDER BY 1
+    {MARK}""")
+MOVE_FROM_UP = text("UPDATE rollup_watermark SET sessions_from = greatest(sessions_from, :cutoff)")
+
+
+def forget_sessions_before(conn: Connection, cutoff: datetime) -> None:
+    """Stored sessions begin no earlier than `cutoff`, where retention dropped history."""
+    conn.exec_driver_sql(WATERMARK_FOR_DRAIN)
+    conn.execute(MOVE_FROM_UP, {"cutoff": cutoff})
+    conn.execute(FORGET, {"cutoff": cutoff})

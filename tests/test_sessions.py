@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 import settings as settings_module
 from models.roll_up import rebuild, roll_up_range
+from models.session_store import forget_sessions_before
 from tests.conftest import INGEST, OPERATOR
 from tests.readings import iso, meter, vehicle
 from workers.alerts import evaluate_alerts
@@ -337,6 +338,18 @@ def test_a_late_relink_marks_the_vehicles_its_meter_fed(stored_sessions, client,
     assert not marks(engine)
     for start, end in STORED_WINDOWS:
         assert_endpoints_agree(client, stored_sessions, start, end, links)
+
+
+def test_retention_moves_the_stored_sessions_beginning(stored_sessions, client, engine):
+    # As if history before minute 60 were dropped: V-1's session across it is found
+    # again from there, windows before it are answered live.
+    with engine.begin() as conn:
+        forget_sessions_before(conn, at(60))
+    assert marks(engine) == {"V-1", "V-2", "V-3"} and min(start for _, start in stored(engine)) >= at(60)
+    for start, end in [(60, 300), (61, 130), (100, 200), *STORED_WINDOWS]:
+        assert_endpoints_agree(client, stored_sessions, start, end)
+    roll_up_the_next_hour(engine)
+    assert not marks(engine) and ("V-1", at(70.25)) in stored(engine)
 
 
 def test_a_gap_other_than_the_stored_one_is_answered_live(stored_sessions, app, client, settings):
