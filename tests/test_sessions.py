@@ -357,3 +357,22 @@ def test_a_gap_other_than_the_stored_one_is_answered_live(stored_sessions, app, 
     v1 = get(client, "/v1/analytics/performance/V-1/sessions",
              **{"from": iso(at(-60)), "to": iso(at(300))})["sessions"]
     assert [(parse(s["start"]), parse(s["end"])) for s in v1] == [(at(0.25), at(165.25))]
+
+
+@pytest.mark.parametrize("rolling_device", [None, "V-3"])
+def test_readings_after_the_rolled_up_hour_are_read_live(session_data, client, engine,
+                                                          rolling_device):
+    # Sessions stored up to minute 60 (120 for the vehicles before V-3, whose range
+    # of hour 60 is rolled up already); the readings after are read live.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE rollup_watermark SET rolled_up_until = :w, rolling_device = :d"),
+                     {"w": at(60), "d": rolling_device})
+    rebuild(engine, at(-60), at(300))
+    assert stored(engine)
+    for vehicle_id, start in stored(engine):
+        assert start < at(120 if rolling_device and vehicle_id < rolling_device else 60)
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, session_data, start, end)
+    assert roll_up_range(engine, at(300)) is True
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, session_data, start, end)
