@@ -13,6 +13,8 @@ from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db import Base, read_connection
+from models.rollups import WATERMARK_FOR_DRAIN
+from models.session_store import MARK_RELINKS
 
 
 class MeterLink(Base):
@@ -47,9 +49,12 @@ def put_link(engine: Engine, meter_id: str, vehicle_id: str, since: datetime) ->
 
 
 def put_links(conn: Connection, vehicle_of: dict[str, str], since: datetime) -> None:
-    """Link each meter to its vehicle from `since` on, in the caller's transaction."""
-    conn.execute(PUT_LINKS, {"since": since, "meter_ids": list(vehicle_of),
-                             "vehicle_ids": list(vehicle_of.values())})
+    """Link each meter to its vehicle from `since` on, in the caller's transaction;
+    marks the stored sessions the links may change (models/session_store.py)."""
+    params = {"since": since, "meter_ids": list(vehicle_of), "vehicle_ids": list(vehicle_of.values())}
+    conn.exec_driver_sql(WATERMARK_FOR_DRAIN)
+    conn.execute(MARK_RELINKS, params)
+    conn.execute(PUT_LINKS, params)
 
 
 def list_links(engine: Engine, meter_id: str) -> list[tuple[str, datetime]]:

@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from models.session_store import forget_sessions_before
+
 log = logging.getLogger(__name__)
 
 HISTORY_TABLES = ("meter_readings", "vehicle_readings")
@@ -72,13 +74,14 @@ def partitions(conn: Connection, table: str) -> dict[date, str]:
 
 def drop_before(engine: Engine, cutoff: date) -> list[str]:
     """Drop every partition that holds only days before `cutoff`, and the hourly
-    and daily rollups of those days; returns the partitions' names."""
+    and daily rollups and stored sessions of those days; returns the partitions' names."""
     dropped = []
     with engine.begin() as conn:
         midnight = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
         for rollup, column in (("meter_hourly", "hour"), ("vehicle_hourly", "hour"),
                                ("meter_daily", "day"), ("vehicle_daily", "day")):
             conn.execute(text(f"DELETE FROM {rollup} WHERE {column} < :cutoff"), {"cutoff": midnight})
+        forget_sessions_before(conn, midnight)
         for table in HISTORY_TABLES:
             for day, name in sorted(partitions(conn, table).items()):
                 if day < cutoff:

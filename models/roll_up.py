@@ -20,12 +20,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 
 from models.rollups import KINDS, rolled_up_until
+from models.session_store import extend_sessions, rebuild_sessions
 from models.windows import DAY, HOUR, ceil_to, floor_to
 
 # An hour is rolled up this long after it ends: the readings of its last
 # minute are drained by then, and fewer take the late path.
 SETTLE = timedelta(minutes=1)
-RANGE_DEVICES = 500
+# Small enough that a range (its rollups and its vehicles' sessions) holds the
+# watermark lock, and so a drain, for well under 100 ms.
+RANGE_DEVICES = 100
 
 LOCK_WATERMARK = text("SELECT rolled_up_until, rolling_device FROM rollup_watermark FOR UPDATE")
 MOVE_WATERMARK = text("UPDATE rollup_watermark SET rolled_up_until = :until, rolling_device = :device")
@@ -105,6 +108,7 @@ def roll_up_range(engine: Engine, now: datetime, range_devices: int = RANGE_DEVI
         bounds["stop"] = conn.execute(RANGE_END, {"first": bounds["first"], "n": range_devices}).scalar()
         for statement in RANGE_HOUR:
             conn.execute(statement, bounds)
+        extend_sessions(conn, bounds["first"], bounds["stop"], hour)
         if hour + HOUR == bounds["day_end"]:
             for statement in RANGE_DAY:
                 conn.execute(statement, bounds)
@@ -149,6 +153,7 @@ def rebuild(engine: Engine, start: datetime, end: datetime) -> None:
         conn.execute(LOCK_WATERMARK)
         for statement in REBUILD:
             conn.execute(statement, bounds)
+        rebuild_sessions(conn, start)
 
 
 KEPT_SINCE = text("SELECT hours_kept_since FROM rollup_watermark")

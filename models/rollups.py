@@ -28,10 +28,10 @@ late readings themselves.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Boolean, CheckConstraint, Double, Index, Integer, Text, text
-from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.dialects.postgresql import INTERVAL, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db import Base
@@ -95,6 +95,10 @@ class RollupWatermark(Base):
     rolled_up_until: Mapped[datetime] = mapped_column(TS)
     rolling_device: Mapped[str | None] = mapped_column(Text)
     hours_kept_since: Mapped[datetime | None] = mapped_column(TS)
+    # Stored charging sessions (models/session_store.py) begin here, found with this gap.
+    sessions_from: Mapped[datetime] = mapped_column(TS)
+    sessions_gap: Mapped[timedelta] = mapped_column(
+        INTERVAL, server_default=text("interval '15 minutes'"))
 
 
 # The rollup tables of each kind: the device column and the sums, stated once

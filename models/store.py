@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
 from models.rollups import WATERMARK_FOR_DRAIN, late_rollups_cte
+from models.session_store import late_sessions_cte
 from readings.rows import instant
 
 STORE_METERS = (
@@ -40,7 +41,7 @@ STORE_METERS = (
         RETURNING *
     ), live AS (""" + UPSERT_LIVE_METERS.format(source="stored") + """
         RETURNING 1
-    ),""" + late_rollups_cte("meter") + """
+    ),""" + late_rollups_cte("meter") + "," + late_sessions_cte("meter") + """
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
     """
 )
@@ -60,7 +61,7 @@ STORE_VEHICLES = (
         RETURNING *
     ), live AS (""" + UPSERT_LIVE_VEHICLES.format(source="stored") + """
         RETURNING 1
-    ),""" + late_rollups_cte("vehicle") + """
+    ),""" + late_rollups_cte("vehicle") + "," + late_sessions_cte("vehicle") + """
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM live)
     """
 )

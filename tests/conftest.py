@@ -38,7 +38,8 @@ pytest.register_assert_rewrite("tests.servers")
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
           "meter_hourly", "vehicle_hourly", "meter_daily", "vehicle_daily",
-          "dead_letters", "alerts", "gateway_devices", "devices", "gateways")
+          "dead_letters", "alerts", "gateway_devices", "devices", "gateways",
+          "charging_sessions", "session_marks")
 INGEST = {"Authorization": "Bearer test-ingest"}
 OPERATOR = {"Authorization": "Bearer test-operator"}
 
@@ -153,11 +154,15 @@ def drain_all(queue, engine, settings) -> Callable[[], DrainReport]:
 
 def set_watermark(engine: Engine, until: datetime | None) -> None:
     """Move the rollup watermark (None: to the current hour, where the migration puts
-    it), with no hour half rolled up and every hourly rollup kept."""
+    it), with no hour half rolled up, every hourly rollup kept and no session stored."""
     with engine.begin() as conn:
+        conn.execute(text("DELETE FROM charging_sessions"))
+        conn.execute(text("DELETE FROM session_marks"))
         conn.execute(text("UPDATE rollup_watermark SET rolled_up_until ="
                           " coalesce(:until, date_trunc('hour', now(), 'UTC')),"
-                          " rolling_device = NULL, hours_kept_since = NULL"), {"until": until})
+                          " rolling_device = NULL, hours_kept_since = NULL,"
+                          " sessions_from = coalesce(:until, date_trunc('hour', now(), 'UTC'))"),
+                     {"until": until})
 
 
 def count(engine: Engine, table: str) -> int:

@@ -10,8 +10,11 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 import settings as settings_module
+from models.roll_up import rebuild, roll_up_range
+from models.session_store import forget_sessions_before
 from tests.conftest import INGEST, OPERATOR
 from tests.readings import iso, meter, vehicle
 from workers.alerts import evaluate_alerts
@@ -74,8 +77,8 @@ def parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def linked_vehicle(meter_id: str, ts: datetime) -> str | None:
-    links = sorted((at(since), v) for m, v, since in LINKS if m == meter_id)
+def linked_vehicle(meter_id: str, ts: datetime, links=LINKS) -> str | None:
+    links = sorted((at(since), v) for m, v, since in links if m == meter_id)
     current = None
     for since, vehicle_id in links:
         if since <= ts:
@@ -83,7 +86,7 @@ def linked_vehicle(meter_id: str, ts: datetime) -> str | None:
     return current
 
 
-def reference_sessions(vehicles, meters, a: datetime, b: datetime) -> list[dict]:
+def reference_sessions(vehicles, meters, a: datetime, b: datetime, links=LINKS) -> list[dict]:
     """The sessions of the module docstring of models/sessions.py, in plain Python."""
     by_vehicle = defaultdict(list)
     for r in vehicles:
@@ -92,8 +95,8 @@ def reference_sessions(vehicles, meters, a: datetime, b: datetime) -> list[dict]
             by_vehicle[r["vehicleId"]].append((ts, r))
     found = []
     for vehicle_id, rows in by_vehicle.items():
-        fed_by = {m for m, v, _ in LINKS if v == vehicle_id}
-        relinks = [at(since) for m, _, since in LINKS if m in fed_by]
+        fed_by = {m for m, v, _ in links if v == vehicle_id}
+        relinks = [at(since) for m, _, since in links if m in fed_by]
         runs: list[list] = []
         previous = None
         for ts, r in sorted(rows, key=lambda x: x[0]):
@@ -106,7 +109,7 @@ def reference_sessions(vehicles, meters, a: datetime, b: datetime) -> list[dict]
             start, end = run[0][0], run[-1][0]
             fed = [m for m in meters if start <= parse(m["timestamp"]) <= end
                    and a <= parse(m["timestamp"]) < b
-                   and linked_vehicle(m["meterId"], parse(m["timestamp"])) == vehicle_id]
+                   and linked_vehicle(m["meterId"], parse(m["timestamp"]), links) == vehicle_id]
             ac = sum(m["kwhConsumedAc"] for m in fed)
             dc = sum(r["kwhDeliveredDc"] for _, r in run)
             temps = [r["batteryTemp"] for _, r in run]
@@ -138,9 +141,16 @@ def get(client, path, **query):
     return response.json
 
 
-@pytest.mark.parametrize("start, end", [(-60, 300), (30.5, 130), (45, 46), (0, 0.3), (170, 180)])
+WINDOWS = [(-60, 300), (30.5, 130), (45, 46), (0, 0.3), (170, 180)]
+
+
+@pytest.mark.parametrize("start, end", WINDOWS)
 def test_sessions_equal_those_computed_from_raw_readings(session_data, client, start, end):
-    want = reference_sessions(*session_data, at(start), at(end))
+    assert_endpoints_agree(client, session_data, start, end)
+
+
+def assert_endpoints_agree(client, session_data, start, end, links=LINKS) -> None:
+    want = reference_sessions(*session_data, at(start), at(end), links)
     fleet = get(client, "/v1/analytics/sessions", limit=1000, sort="start", order="asc",
                 **{"from": iso(at(start)), "to": iso(at(end))})
     assert fleet["page"]["total"] == len(want) == len(fleet["sessions"])
@@ -253,3 +263,116 @@ def test_the_gap_that_ends_a_session_is_configurable(session_data, app, client, 
 def test_a_window_ending_in_year_one_is_400_not_500(client, path):
     response = client.get(path, headers=OPERATOR, query_string={"to": "0001-01-01T05:00:00Z"})
     assert response.status_code == 400 and "from" in response.json["error"]
+
+
+# Windows that take stored sessions whole, cut them at either bound or both, or
+# hold none of them.
+STORED_WINDOWS = [*WINDOWS, (10, 100), (-60, 60), (50, 250), (100, 101), (-1440, 0)]
+
+
+def stored(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(
+            "SELECT vehicle_id, start FROM charging_sessions ORDER BY 1, 2"))]
+
+
+def marks(engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(text("SELECT vehicle_id FROM session_marks")).scalars())
+
+
+def roll_up_the_next_hour(engine) -> None:
+    with engine.connect() as conn:
+        hour = conn.execute(text("SELECT rolled_up_until FROM rollup_watermark")).scalar_one()
+    assert roll_up_range(engine, hour + timedelta(hours=2)) is True
+
+
+@pytest.fixture
+def stored_sessions(session_data, engine):
+    """The readings loaded in bulk (a rebuild stores their sessions): every window
+    after the stored sessions' beginning is answered from the table."""
+    rebuild(engine, at(-60), at(300))
+    assert ("V-1", at(0.25)) in stored(engine) and not marks(engine)
+    return session_data
+
+
+@pytest.mark.parametrize("start, end", STORED_WINDOWS)
+def test_stored_sessions_answer_as_raw_readings_do(stored_sessions, client, start, end):
+    assert_endpoints_agree(client, stored_sessions, start, end)
+
+
+def test_the_stored_sessions_are_those_of_the_live_query(stored_sessions, engine):
+    want = reference_sessions(*stored_sessions, T0 - timedelta(days=1), datetime.now(UTC))
+    assert stored(engine) == sorted((w["vehicleId"], w["start"]) for w in want)
+
+
+def test_late_readings_mark_stored_sessions_until_the_next_roll_up(stored_sessions, client,
+                                                                   engine, drain_all):
+    vehicles, meters = stored_sessions
+    # V-4 charges 5 minutes earlier (its session starts there); M-1 draws more in
+    # the middle of V-1's first session.
+    late_v = [vehicle("V-4", soc=40, dc=0.4, temp=31, at=at(95.5))]
+    late_m = [meter("M-1", ac=2.5, at=at(50.5))]
+    assert client.post("/v1/ingest", json=late_v + late_m, headers=INGEST).status_code == 202
+    drain_all()
+    assert set(marks(engine)) == {"V-1", "V-4"}
+    data = (vehicles + late_v, meters + late_m)
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, data, start, end)
+    roll_up_the_next_hour(engine)
+    assert not marks(engine) and ("V-4", at(95.5)) in stored(engine)
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, data, start, end)
+
+
+def test_a_late_relink_marks_the_vehicles_its_meter_fed(stored_sessions, client, engine):
+    # M-1 moves from V-1 to V-4 at minute 110, after both sessions were stored:
+    # V-4's session is split there and gains AC, V-1's second loses it.
+    assert client.put("/v1/meters/M-1/vehicle", headers=OPERATOR,
+                      json={"vehicleId": "V-4", "since": iso(at(110))}).status_code == 200
+    assert set(marks(engine)) == {"V-1", "V-4"}
+    links = [*LINKS, ("M-1", "V-4", 110)]
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, stored_sessions, start, end, links)
+    roll_up_the_next_hour(engine)
+    assert not marks(engine)
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, stored_sessions, start, end, links)
+
+
+def test_retention_moves_the_stored_sessions_beginning(stored_sessions, client, engine):
+    # As if history before minute 60 were dropped: V-1's session across it is found
+    # again from there, windows before it are answered live.
+    with engine.begin() as conn:
+        forget_sessions_before(conn, at(60))
+    assert marks(engine) == {"V-1", "V-2", "V-3"} and min(start for _, start in stored(engine)) >= at(60)
+    for start, end in [(60, 300), (61, 130), (100, 200), *STORED_WINDOWS]:
+        assert_endpoints_agree(client, stored_sessions, start, end)
+    roll_up_the_next_hour(engine)
+    assert not marks(engine) and ("V-1", at(70.25)) in stored(engine)
+
+
+def test_a_gap_other_than_the_stored_one_is_answered_live(stored_sessions, app, client, settings):
+    app.config["SETTINGS"] = dataclasses.replace(settings, session_gap_min=45)
+    v1 = get(client, "/v1/analytics/performance/V-1/sessions",
+             **{"from": iso(at(-60)), "to": iso(at(300))})["sessions"]
+    assert [(parse(s["start"]), parse(s["end"])) for s in v1] == [(at(0.25), at(165.25))]
+
+
+@pytest.mark.parametrize("rolling_device", [None, "V-3"])
+def test_readings_after_the_rolled_up_hour_are_read_live(session_data, client, engine,
+                                                          rolling_device):
+    # Sessions stored up to minute 60 (120 for the vehicles before V-3, whose range
+    # of hour 60 is rolled up already); the readings after are read live.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE rollup_watermark SET rolled_up_until = :w, rolling_device = :d"),
+                     {"w": at(60), "d": rolling_device})
+    rebuild(engine, at(-60), at(300))
+    assert stored(engine)
+    for vehicle_id, start in stored(engine):
+        assert start < at(120 if rolling_device and vehicle_id < rolling_device else 60)
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, session_data, start, end)
+    assert roll_up_range(engine, at(300)) is True
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, session_data, start, end)
