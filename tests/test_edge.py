@@ -186,7 +186,17 @@ def test_a_trusted_proxy_is_not_capped_and_names_the_client(edge):
     held = [connect(edge.port, "127.0.0.3") for _ in range(4)]
     for conn in held[:3]:
         conn.sendall(stalled)
-    time.sleep(0.5)  # the three are counted once their headers are read
+
+    def client_at_its_share() -> bool:
+        # The three are counted once their headers are read: a probe from the proxy
+        # for the same client is refused from then on (and counts only while open).
+        probe = connect(edge.port, "127.0.0.3")
+        probe.sendall(b"GET /healthz HTTP/1.1\r\nX-Forwarded-For: 10.1.1.1\r\n\r\n")
+        status, _, _, _ = read_response(probe)
+        probe.close()
+        return status == 429
+
+    wait_for(client_at_its_share, 10, "the three stalled requests for 10.1.1.1 to be counted")
     held[3].sendall(stalled)
     status, _, body, closed = read_response(held[3])
     assert status == 429 and closed
