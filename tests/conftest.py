@@ -236,17 +236,12 @@ def worker_factory(settings, tmp_path) -> Iterator[Callable[[], WorkerProcess]]:
         w.stop()
 
 
-def free_port() -> int:
-    """A local port nothing listens on right now."""
-    from tests.servers import spare_port  # imported here: tests.servers imports this module
-
-    return spare_port()
-
-
 @pytest.fixture
 def unused_tcp_port() -> int:
     """A local port nothing listens on (for a service that is down)."""
-    return free_port()
+    from tests.servers import spare_port  # imported here: tests.servers imports this module
+
+    return spare_port()
 
 
 # -- the web process under gunicorn, as the Procfile runs it ------------------------
@@ -280,7 +275,9 @@ def gunicorn_factory(settings, tmp_path) -> Iterator[Callable[..., Gunicorn]]:
     started: list[subprocess.Popen] = []
 
     def start(**extra_env: str) -> Gunicorn:
-        port = free_port()
+        from tests.servers import spare_port
+
+        port = spare_port()
         env = {
             **os.environ, "PORT": str(port), "WEB_CONCURRENCY": "2",
             "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
