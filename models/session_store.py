@@ -142,10 +142,9 @@ def _recompute(conn: Connection, todo: list[tuple[str, datetime, datetime]]) -> 
     """Replace each vehicle's stored sessions from `lo` on by those of [lo, until)."""
     if not todo:
         return
-    # Compiling the plan (JIT) took three quarters of a range's time.
-    conn.exec_driver_sql("SET LOCAL jit = off")
     ids, los, untils = (list(column) for column in zip(*todo, strict=True))
-    params = {"ids": ids, "los": los, "untils": untils, "gap": conn.execute(GAP).scalar_one()}
+    params = {"ids": ids, "los": los, "untils": untils, "a": min(los), "b": max(untils),
+              "gap": conn.execute(GAP).scalar_one()}
     conn.execute(DROP_STALE, params)
     conn.execute(STORE, params)
     conn.execute(UNMARK, params)

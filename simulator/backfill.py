@@ -352,10 +352,12 @@ def run(database_url: str, vehicles: int, meters: int, hours: float, end: dateti
             _vacuum_analyze(database_url, [*touched, "live_meters", "live_vehicles", "meter_links"])
 
         with phase("rollups", "rebuilding the rollups of the window's days"):
-            # Hashing a day of the fleet's device-hours needs more than the default work_mem.
+            # Hashing a day of the fleet's device-hours needs more than the default
+            # work_mem; JIT off as for every engine (models/db.py).
             rollup_engine = create_engine(
                 sqlalchemy_url(database_url), poolclass=NullPool,
-                connect_args={"connect_timeout": 5, "options": f"-c work_mem={ROLLUP_WORK_MEM}"},
+                connect_args={"connect_timeout": 5,
+                              "options": f"-c work_mem={ROLLUP_WORK_MEM} -c jit=off"},
             )
             try:
                 roll_up.rebuild(rollup_engine, start, end)
