@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
-from models.db import read_connection
+from models.db import execute_prepared, read_connection
 from models.figures import BUCKET_ORIGIN, vehicle_figures_sql, window_state
 from models.windows import DAY, HOUR, Finest, WindowSplit, split_window
 
@@ -80,8 +80,8 @@ def vehicle_performance(
     with read_connection(engine) as conn:
         marks, relinked = window_state(conn, from_ts, to_ts, vehicle_id)
         split = split_window(from_ts, to_ts, marks)
-        ac, ac_n, dc, dc_n, temp, known = conn.execute(
-            PERFORMANCE[relinked], {"vehicle_id": vehicle_id, **split.params()}).one()
+        ac, ac_n, dc, dc_n, temp, known = execute_prepared(
+            conn, PERFORMANCE[relinked], {"vehicle_id": vehicle_id, **split.params()}).fetchone()
     if not known:
         return None
     return Performance(float(ac), float(dc), ac_n, dc_n, temp, split)
@@ -117,7 +117,7 @@ def vehicle_series(
         split = split_window(from_ts, to_ts, marks, _finest(bucket))
         params = {"vehicle_id": vehicle_id, "bucket": bucket, "origin": BUCKET_ORIGIN,
                   **split.params()}
-        return [Bucket(*row) for row in conn.execute(SERIES[relinked], params)], split
+        return [Bucket(*row) for row in execute_prepared(conn, SERIES[relinked], params)], split
 
 
 def bucket_count(from_ts: datetime, to_ts: datetime, bucket: timedelta) -> int:

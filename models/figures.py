@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
+from models.db import execute_prepared
 from models.windows import SPAN_SPLIT, RollupMarks
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
@@ -143,13 +144,15 @@ WINDOW_STATE = """
     FROM rollup_watermark
 """
 ONE_VEHICLE_METERS = "AND meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)"
+WINDOW_STATES = {one: text(WINDOW_STATE.format(only=ONE_VEHICLE_METERS if one else ""))
+                 for one in (False, True)}
 
 
 def window_state(conn: Connection, start: datetime, end: datetime,
                  vehicle_id: str | None = None) -> tuple[RollupMarks, bool]:
     """The rollup marks, and whether links start inside the window (for
     `vehicle_figures_sql`'s `relinked`)."""
-    sql = WINDOW_STATE.format(only=ONE_VEHICLE_METERS if vehicle_id else "")
-    until, kept, relinked = conn.execute(
-        text(sql), {"start": start, "end": end, "vehicle_id": vehicle_id}).one()
+    until, kept, relinked = execute_prepared(
+        conn, WINDOW_STATES[vehicle_id is not None],
+        {"start": start, "end": end, "vehicle_id": vehicle_id}).fetchone()
     return RollupMarks(until, kept), relinked
