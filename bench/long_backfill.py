@@ -41,24 +41,45 @@ class Window:
         return (self.end - self.start).days
 
 
-def load_window(sizes: dict, cpu: CpuMeter) -> tuple[Window, dict]:
-    """Backfill the days, then V-YEAR's year; returns the window and what the load took."""
+def load_window(sizes: dict, cpu: CpuMeter, reuse: bool = False) -> tuple[Window, dict]:
+    """Backfill the days, then V-YEAR's year; returns the window and what the load took.
+    With `reuse`, a window a kept database already holds (bench --reuse-db) is not loaded again."""
     days, devices = int(sizes["long_days"]), int(sizes["long_devices"])
     end = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=days)
     rows = 2 * devices * days * 24 * 60
+    year_start = start - timedelta(days=365)
+    window = Window(start, end, year_start, device_ids("V", devices), 2 * devices)
+    if reuse and loaded(window):
+        log(f"long backfill: {days} days x {devices:,} vehicles + {devices:,} meters are loaded already "
+            f"({iso(start)}..{iso(end)})")
+        return window, {"days": days, "vehicles": devices, "meters": devices, "rows": rows,
+                        "reused": True, "window": [iso(start), iso(end)]}
     log(f"long backfill: {days} days x {devices:,} vehicles + {devices:,} meters ({rows:,} rows), "
         f"{iso(start)}..{iso(end)}, and {YEAR_VEHICLE}'s year before them")
     cpu.start()
     started = time.monotonic()
     backfill.run(DATABASE_URL, devices, devices, days * 24, end=end, progress=False)
-    year_start = start - timedelta(days=365)
     load_year(year_start, start)
     seconds = time.monotonic() - started
-    window = Window(start, end, year_start, device_ids("V", devices), 2 * devices)
     return window, {"days": days, "vehicles": devices, "meters": devices, "rows": rows,
                     "seconds": round(seconds, 1), "rows_per_s": round(rows / seconds),
                     "cpu_pct": cpu.stop(), "window": [iso(start), iso(end)]}
+
+
+def loaded(w: Window) -> bool:
+    """Whether the window's first and last days are rolled up for its last vehicle and
+    V-YEAR's year is there: what load_window leaves."""
+    engine = create_db_engine(DATABASE_URL)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT (SELECT count(*) FROM vehicle_daily WHERE vehicle_id = :v AND day IN (:a, :b))"
+                " = 2 AND EXISTS (SELECT 1 FROM vehicle_daily WHERE vehicle_id = :year AND day = :y)"),
+                {"v": w.vehicles[-1], "a": w.start, "b": w.end - timedelta(days=1),
+                 "year": YEAR_VEHICLE, "y": w.year_start}).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def load_year(start: datetime, end: datetime) -> None:

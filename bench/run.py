@@ -59,9 +59,13 @@ def parse_args(scenarios: list[type[Scenario]], argv: list[str] | None = None) -
     p.add_argument("--long-devices", type=int, default=None,
                    help="scenario 10: vehicles, and as many meters (default 2000; 40 with --quick)")
     p.add_argument("--keep-db", action="store_true", help="keep the energy_bench database afterwards")
+    p.add_argument("--reuse-db", action="store_true",
+                   help="use the database a --keep-db run left (migrated, not recreated); scenario 10 "
+                        "then loads only if its days are not there yet (implies --keep-db)")
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
+    args.keep_db = args.keep_db or args.reuse_db
     if any(n is not None and n < 1 for n in (args.long_days, args.long_devices)):
         p.error("--long-days and --long-devices take a number of at least 1")
     # Sizes given as options replace the declared ones (bench.runner.sizes_of).

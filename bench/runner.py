@@ -24,6 +24,7 @@ from bench.services import (
     checkpoint,
     db_name,
     flush_prefix,
+    keep_database,
     reading_queue,
     recreate_database,
     wait_backlog_empty,
@@ -61,8 +62,12 @@ class Bench:
     def run(self) -> None:
         """Create the database, start web, run the chosen scenarios."""
         try:
-            log(f"database {DATABASE_URL} (dropped and created), Redis {REDIS_URL} prefix '{PREFIX}:'")
-            recreate_database()
+            kept = "kept, migrated" if self.args.reuse_db else "dropped and created"
+            log(f"database {DATABASE_URL} ({kept}), Redis {REDIS_URL} prefix '{PREFIX}:'")
+            if self.args.reuse_db:
+                keep_database()
+            else:
+                recreate_database()
             self.fresh_queue()
             self.stack.start_web()
             for cls in self.chosen:
@@ -166,5 +171,6 @@ class Bench:
     def long_window(self) -> Window:
         """The days of history (and the synthetic year) of the long windows, on the first call."""
         if self._window is None:
-            self._window, self.details["long_backfill"] = long_backfill.load_window(self.sizes, self.cpu)
+            self._window, self.details["long_backfill"] = long_backfill.load_window(
+                self.sizes, self.cpu, reuse=self.args.reuse_db)
         return self._window

@@ -87,6 +87,18 @@ def recreate_database() -> None:
     drop_database()
     with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name())))
+    migrate_database()
+
+
+def keep_database() -> None:
+    """Create the bench database unless it is there; apply the migrations."""
+    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db_name()]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name())))
+    migrate_database()
+
+
+def migrate_database() -> None:
     subprocess.run([str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=ROOT, check=True,
                    env={**os.environ, "DATABASE_URL": DATABASE_URL},
                    capture_output=True)
