@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -115,8 +116,14 @@ def insert_waiting_on_lock(engine: Engine) -> bool:
 # -- 1. Redis down ---------------------------------------------------------------
 
 
-def test_ingest_answers_503_while_redis_is_down_and_recovers_by_itself(settings, redis_server):
+def capture_logs(caplog) -> None:
+    """caplog's handler on the root logger again: create_app's logging set-up replaced it."""
+    logging.getLogger().addHandler(caplog.handler)
+
+
+def test_ingest_answers_503_while_redis_is_down_and_recovers_by_itself(settings, redis_server, caplog):
     app = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(settings, redis_url=redis_server.url)})
+    capture_logs(caplog)
     try:
         client = app.test_client()
         feed = Feed(client)
@@ -131,6 +138,9 @@ def test_ingest_answers_503_while_redis_is_down_and_recovers_by_itself(settings,
             assert int(response.headers["Retry-After"]) > 0
             assert "error" in response.json
             assert time.monotonic() - started < 5  # answered at once, not after a long hang
+        refusals = [r for r in caplog.records if r.getMessage().startswith("queue unavailable")]
+        assert len(refusals) == 3
+        assert all(r.exc_info is None and "\n" not in r.getMessage() for r in refusals)  # one line each
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json == {"postgres": "ok", "redis": "unavailable"}
@@ -404,6 +414,7 @@ def test_read_endpoints_answer_503_while_postgres_is_down(settings, postgres_ser
     database_url = postgres_server.create_database("energy")
     postgres_server.migrate(database_url)
     app = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(settings, database_url=database_url)})
+    capture_logs(caplog)
     try:
         client = app.test_client()
         window = "from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z"
@@ -418,6 +429,7 @@ def test_read_endpoints_answer_503_while_postgres_is_down(settings, postgres_ser
             assert response.status_code == 503, (path, response.status_code, response.get_data(as_text=True))
             assert int(response.headers["Retry-After"]) > 0
             assert "error" in response.json
+        assert any(r.getMessage().startswith("database unavailable") for r in caplog.records)
         errors = [r for r in caplog.records if r.levelname == "ERROR"]
         assert not errors, "an outage is not logged as an error"
     finally:

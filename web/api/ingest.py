@@ -62,8 +62,9 @@ def queue_rows(group_commit: GroupCommit, rows: list[list], settings: Settings) 
         READINGS_REJECTED.labels("backlog_full").inc(len(rows))
         raise ApiError(503, "The queue is full; retry later.",
                        headers={"Retry-After": RETRY_AFTER_S}) from None
-    except redis.RedisError:
-        log.warning("queue unavailable", exc_info=True)
+    except redis.RedisError as exc:
+        # One line per refusal: while Redis is down every request lands here.
+        log.warning("queue unavailable: %s: %s", type(exc).__name__, exc)
         READINGS_REJECTED.labels("queue_unavailable").inc(len(rows))
         raise ApiError(503, "The queue is unavailable; retry later.",
                        headers={"Retry-After": RETRY_AFTER_S}) from None
