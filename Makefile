@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # The Procfile's commands (gunicorn, celery, alembic) come from the venv.
 USE_VENV := export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv run test lint migrate clean bench simulate
+.PHONY: help venv run test lint migrate clean bench simulate screenshots
 
 help: ## List the targets
 	@echo "Targets:"
@@ -48,6 +48,10 @@ run: venv ## Start web, worker and flower with .env (starts local PostgreSQL/Red
 test: venv ## Run pytest against DATABASE_URL/REDIS_URL of the environment (not .env)
 	$(PY) scripts/ensure_services.py --no-env-file
 	$(USE_VENV); $(PY) -m pytest $(PYTEST_ARGS)
+
+screenshots: venv ## Refresh docs/screenshots/ from the dashboard test (a real browser)
+	$(PY) scripts/ensure_services.py --no-env-file
+	$(USE_VENV); DASHBOARD_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/test_dashboard.py
 
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .
