@@ -28,6 +28,7 @@ from sqlalchemy import Engine, make_url, text
 
 import settings as settings_module
 from models.db import create_db_engine
+from tests.processes import ROOT, ChildProcess
 from web import create_app
 from workers.drain import DrainReport, drain
 from workers.queue import ReadingQueue
@@ -35,7 +36,6 @@ from workers.queue import ReadingQueue
 # Imported by fixtures below as well as named in pytest_plugins: rewrite its asserts either way.
 pytest.register_assert_rewrite("tests.servers")
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
           "meter_hourly", "vehicle_hourly", "meter_daily", "vehicle_daily",
           "dead_letters", "alerts", "gateway_devices", "devices", "gateways",
@@ -170,11 +170,11 @@ def count(engine: Engine, table: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A real `celery worker` (with its embedded beat) in its own process group."""
 
     def __init__(self, settings: settings_module.Settings, log_path: Path) -> None:
-        self.env = {
+        super().__init__({
             **os.environ,
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": settings.redis_url,
@@ -187,36 +187,13 @@ class WorkerProcess:
             "ALERT_INTERVAL_S": str(settings.alert_interval_s),
             "QUEUE_SHARDS": str(settings.queue_shards),
             "QUEUE_REDIS_URL": settings.queue_url,
-        }
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
+        }, log_path)
 
     def start(self, concurrency: int = 2) -> WorkerProcess:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers", "worker", "--beat",
-             "--scheduler", "workers.beat.Scheduler", "--loglevel", "INFO",
-             "--concurrency", str(concurrency), "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        self.spawn("workers", "worker", "--beat", "--scheduler", "workers.beat.Scheduler",
+                   "--loglevel", "INFO", "--concurrency", str(concurrency),
+                   "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h")
         return self
-
-    def kill(self) -> None:
-        """SIGKILL the worker and every process it started, as a crash would."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM to the main process only, as a supervisor would: a warm shutdown."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

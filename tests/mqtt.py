@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,32 +13,31 @@ import paho.mqtt.client as mqtt
 
 from mqtt_bridge.topics import topic_of
 from settings import Settings
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
+from tests.processes import ChildProcess
 
 
-class BridgeProcess:
+class BridgeProcess(ChildProcess):
     """`python -m mqtt_bridge` in its own process group, on this test's queue."""
+
+    stop_timeout_s = 20
 
     def __init__(self, settings: Settings, mqtt_url: str, client_id: str, log_path: Path,
                  metrics_port: int = 0, **env: str) -> None:
-        self.env = {
+        super().__init__({
             **os.environ,
             "REDIS_URL": settings.redis_url, "REDIS_PREFIX": settings.redis_prefix,
             "INGEST_TOKENS": ",".join(settings.ingest_tokens),
             "OPERATOR_TOKENS": ",".join(settings.operator_tokens),
             "MQTT_URL": mqtt_url, "MQTT_CLIENT_ID": client_id,
             "MQTT_METRICS_PORT": str(metrics_port), "LOG_FORMAT": "text", **env,
-        }
+        }, log_path)
         self.metrics_port = metrics_port
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
 
     def start(self) -> BridgeProcess:
         """Start, and return once its subscriptions are in place at the broker."""
         subscribed = self.log().count("subscribed to")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "mqtt_bridge"], cwd=ROOT, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.spawn("mqtt_bridge")
         wait_for(lambda: self._alive() and self.log().count("subscribed to") > subscribed, 30,
                  "the bridge to subscribe")
         return self
@@ -50,22 +46,6 @@ class BridgeProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"the bridge exited ({self.proc.returncode}):\n{self.log()}")
         return True
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample of this bridge's /metrics (0 when absent)."""
