@@ -45,8 +45,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
 
-    app.extensions["engine"] = create_db_engine(settings.database_url, generic_plans=True)
-    replica = (create_db_engine(settings.analytics_database_url, generic_plans=True)
+    app.extensions["engine"] = create_db_engine(settings.database_url)
+    replica = (create_db_engine(settings.analytics_database_url)
                if settings.analytics_database_url else None)
     app.extensions["read_engines"] = ReadEngines(app.extensions["engine"], replica,
                                                  settings.max_replica_lag_s)
