@@ -7,7 +7,8 @@
 - V-YEAR's series with bucket=1d over its synthetic year: median;
 - while `models.roll_up.roll_up` rolls 3 hours of the window up again
   (watermark moved back to them), two threads run drain transactions of late
-  readings of those hours: the longest wait for the watermark (FOR SHARE).
+  readings of those hours (50 a transaction, of random vehicles of the fleet):
+  the longest wait for the watermark (FOR SHARE).
 
 Extrapolation to the full fleet (10,000 vehicles and 10,000 meters) from a run
 at D devices (vehicles and meters):
@@ -142,12 +143,15 @@ def drain_wait_behind_roll_up(engine: Engine, w: Window) -> dict:
     stop = threading.Event()
 
     def drain(n: int) -> None:
+        # Late readings of the fleet's own vehicles, each with DC: their rollups and
+        # stored sessions change, as real late readings change them.
         rng = random.Random(n)
         try:
             while not stop.is_set():
-                late = [first + timedelta(seconds=rng.uniform(0, ROLLED_HOURS * 3600)) for _ in range(50)]
-                vehicles = Columns.of(("device", "ts", "soc", "dc", "temp"),
-                                      [[f"V-LATE-{n}", ts.isoformat(), 50.0, 0.1, 30.0] for ts in late])
+                rows = [[rng.choice(w.vehicles),
+                         (first + timedelta(seconds=rng.uniform(0, ROLLED_HOURS * 3600))).isoformat(),
+                         50.0, 0.1, 30.0] for _ in range(50)]
+                vehicles = Columns.of(("device", "ts", "soc", "dc", "temp"), rows)
                 with engine.begin() as conn:
                     started = time.perf_counter()
                     conn.exec_driver_sql(WATERMARK_FOR_DRAIN)
