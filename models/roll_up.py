@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, text
 
 from models.rollups import KINDS, rolled_up_until
 from models.session_store import extend_sessions, rebuild_sessions
-from models.windows import DAY, HOUR, ceil_to, floor_to
+from models.windows import DAY, HOUR, ceil_to, floor_sql, floor_to
 
 # An hour is rolled up this long after it ends: the readings of its last
 # minute are drained by then, and fewer take the late path.
@@ -131,11 +131,11 @@ def _rebuild_statements(kind: str) -> list[str]:
     return [
         f"DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end",
         f"""INSERT INTO {kind}_hourly ({dev}, hour, {k['columns']})
-            SELECT {dev}, date_trunc('hour', ts, 'UTC'), {k['sums']} FROM {k['history']}
+            SELECT {dev}, {floor_sql('ts', 'hour')}, {k['sums']} FROM {k['history']}
             WHERE ts >= :start AND ts < :end GROUP BY 1, 2""",
         f"DELETE FROM {kind}_daily WHERE day >= :start AND day < :end",
         f"""INSERT INTO {kind}_daily ({dev}, day, {k['columns']})
-            SELECT {dev}, date_trunc('day', hour, 'UTC'), {k['resum']} FROM {kind}_hourly
+            SELECT {dev}, {floor_sql('hour', 'day')}, {k['resum']} FROM {kind}_hourly
             WHERE hour >= :start AND hour < :end GROUP BY 1, 2""",
         # Hours no longer kept were needed only for their days.
         f"""DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import INTERVAL, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db import Base
-from models.windows import RollupMarks
+from models.windows import RollupMarks, floor_sql
 
 TS = TIMESTAMP(timezone=True)
 
@@ -142,7 +142,7 @@ def late_rollups_cte(kind: str) -> str:
     those rollups. Ordered so that concurrent drains lock rollup rows in the
     same order."""
     k = KINDS[kind]
-    dev, hour, day = k["device"], "date_trunc('hour', ts, 'UTC')", "date_trunc('day', ts, 'UTC')"
+    dev, hour, day = k["device"], floor_sql("ts", "hour"), floor_sql("ts", "day")
     return f"""
     late_hours AS (
         INSERT INTO {kind}_hourly AS r ({dev}, hour, {k['columns']})

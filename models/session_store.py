@@ -32,10 +32,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.db import Base
 from models.rollups import WATERMARK_FOR_DRAIN, rolled_up_sql
 from models.sessions import SESSIONS_CTES, stale_from_sql
-from models.windows import DAY, floor_to
+from models.windows import DAY, floor_sql, floor_to
 
 TS = TIMESTAMP(timezone=True)
-HOUR_OF_TS = "date_trunc('hour', {ts}, 'UTC')"
 
 
 class ChargingSession(Base):
@@ -74,7 +73,7 @@ def late_sessions_cte(kind: str) -> str:
         source = f"""
         SELECT vehicle_id, min(ts) FROM stored, rollup_watermark m
         WHERE kwh_delivered_dc > 0 AND ts >= m.sessions_from
-          AND {rolled_up_sql('vehicle_id', HOUR_OF_TS.format(ts='ts'))}"""
+          AND {rolled_up_sql('vehicle_id', floor_sql('ts', 'hour'))}"""
     else:
         # Only rows of hours that may be rolled up look for their vehicle.
         source = f"""
@@ -87,7 +86,7 @@ def late_sessions_cte(kind: str) -> str:
                             WHERE meter_id = s.meter_id AND since <= s.ts
                             ORDER BY since DESC LIMIT 1) l
         CROSS JOIN rollup_watermark m
-        WHERE {rolled_up_sql('l.vehicle_id', HOUR_OF_TS.format(ts='s.ts'))}"""
+        WHERE {rolled_up_sql('l.vehicle_id', floor_sql('s.ts', 'hour'))}"""
     return f"""
     late_sessions AS (
         INSERT INTO session_marks AS k (vehicle_id, since)

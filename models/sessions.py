@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, text
 from models.analytics import ratio
 from models.db import read_connection
 from models.rollups import rolled_up_sql
+from models.windows import floor_sql
 
 # The sessions of each range of `bounds(vehicle_id, a, b)`: a vehicle may have
 # several disjoint ranges, each found on its own (`part` is its start). Every
@@ -145,7 +146,7 @@ class Session:
 # live from its last stored session (or its mark) on; a stored session crossing
 # a bound is found again, cut there.
 # A reading after its vehicle's stored sessions end; where a mark reaches back to.
-FRESH = "(" + rolled_up_sql("r.vehicle_id", "date_trunc('hour', r.ts, 'UTC')") + ") IS NOT TRUE"
+FRESH = "(" + rolled_up_sql("r.vehicle_id", floor_sql("r.ts", "hour")) + ") IS NOT TRUE"
 
 
 def stale_from_sql(vehicle: str, since: str, gap: str) -> str:

