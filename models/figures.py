@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, text
 
 from models.db import execute_prepared
-from models.windows import SPAN_SPLIT, RollupMarks
+from models.windows import SPAN_SPLIT, RollupMarks, WindowSplit
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -44,7 +44,7 @@ VEHICLE_SUMS = ("sum(x.kwh_delivered_dc) AS kwh, sum(x.battery_temp) AS temp_sum
                 " max(x.battery_temp) AS temp_max, count(*) AS n")
 
 
-def _ac_parts(bucketed: bool, relinked: bool) -> str:
+def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) -> str:
     """AC of each span. Without links starting inside the window, every span is
     the whole window, and its history is the window's edges: constant bounds
     that leave the planner one or two partitions to plan. With them, a span's
@@ -53,7 +53,7 @@ def _ac_parts(bucketed: bool, relinked: bool) -> str:
     edges = [("sp.s", "sp.h1", ":start", ":hours_start"), ("sp.h2", "sp.e", ":rolled_end", ":end")]
     if relinked:
         edges = [(a, b, ":start", ":end") for a, b, _, _ in edges]
-    history = "".join(f"""
+    history = "" if not history else "".join(f"""
         UNION ALL
         SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
             'meter_id', METER_SUMS, 'meter_readings',
@@ -68,21 +68,32 @@ def _ac_parts(bucketed: bool, relinked: bool) -> str:
             ' AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))',
             bucketed)}
         WHERE sp.s > :days_start OR sp.e < :days_end""" if relinked else ""
+    window_hours = ("((x.hour >= :hours_start AND x.hour < :days_start)"
+                    " OR (x.hour >= :days_end AND x.hour < :rolled_end))")
+    if one_vehicle:  # each meter's own hours: the planner chose the fleet's hour index
+        hours = "".join(f"""
+        UNION ALL
+        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
+            'meter_id', METER_ROLLUP_SUMS, 'meter_hourly',
+            f'sp.meter_id AND x.hour >= {a} AND x.hour < {b} AND {window_hours}', bucketed)}"""
+            for a, b in (("sp.h1", "sp.d1"), ("sp.d2", "sp.h2")))
+    else:  # an hour of the fleet lies together (rolled up range by range)
+        hours = f"""
+        UNION ALL
+        SELECT sp.vehicle_id, {_bucket('x.hour', bucketed)}x.kwh_consumed_ac, x.readings
+        FROM span_split sp JOIN meter_hourly x ON x.meter_id = sp.meter_id
+         AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))
+         AND {window_hours}"""
     return f"""
     ac_parts AS (
         SELECT sp.vehicle_id, {_bucket('r.day', bucketed)}r.kwh_consumed_ac AS kwh, r.readings AS n
         FROM span_split sp JOIN meter_daily r ON r.meter_id = sp.meter_id
          AND r.day >= sp.d1 AND r.day < sp.d2 AND r.day >= :days_start AND r.day < :days_end
-        UNION ALL
-        SELECT sp.vehicle_id, {_bucket('r.hour', bucketed)}r.kwh_consumed_ac, r.readings
-        FROM span_split sp JOIN meter_hourly r ON r.meter_id = sp.meter_id
-         AND ((r.hour >= sp.h1 AND r.hour < sp.d1) OR (r.hour >= sp.d2 AND r.hour < sp.h2))
-         AND ((r.hour >= :hours_start AND r.hour < :days_start)
-              OR (r.hour >= :days_end AND r.hour < :rolled_end)){cut_days}{history}
+{hours}{cut_days}{history}
     )"""
 
 
-def _dc_parts(one_vehicle: bool, bucketed: bool) -> str:
+def _dc_parts(one_vehicle: bool, bucketed: bool, history: bool) -> str:
     t = "p.t, " if bucketed else ""
     only = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
     live = "WHERE v.vehicle_id = :vehicle_id" if one_vehicle else ""
@@ -93,7 +104,7 @@ def _dc_parts(one_vehicle: bool, bucketed: bool) -> str:
         + _lateral('vehicle_id', VEHICLE_SUMS, 'vehicle_readings',
                    f'v.vehicle_id AND x.ts >= :{a} AND x.ts < :{b}', bucketed) + f" {live}"
         for a, b in (("start", "hours_start"), ("rolled_end", "end"))
-    ]
+    ] if history else []
     parts = [
         rollup.format(t=_bucket("day", bucketed), table="vehicle_daily",
                       range="day >= :days_start AND day < :days_end"),
@@ -106,21 +117,24 @@ def _dc_parts(one_vehicle: bool, bucketed: bool) -> str:
     return "\n    dc_parts AS (\n        " + "\n        UNION ALL\n        ".join(parts) + "\n    )"
 
 
-def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool) -> str:
+def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
+                        history: bool = True) -> str:
     """`WITH ...` ending in the CTE `figures`: vehicle_id (and t, the bucket's
     start, when `bucketed`), ac_kwh, dc_kwh, avg_temp, max_temp, meter_readings,
     vehicle_readings, for the vehicles with readings or AC in the window (only
     :vehicle_id when `one_vehicle`). Parameters: WindowSplit.params(), and
     :bucket and :origin when bucketed. `relinked`: whether a link of the
-    meters concerned starts inside the window (`window_state`)."""
+    meters concerned starts inside the window (`window_state`). Without
+    `history` (for a window that reads none: `reads_history`), no partition of
+    history is in the query, so the server can plan it once for every window."""
     links = ("WHERE meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)"
              if one_vehicle else "")
     span_filter = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
     keys = "vehicle_id, t" if bucketed else "vehicle_id"
     return f"""
     WITH {SPAN_SPLIT.format(links=links, span_filter=span_filter)},
-    {_ac_parts(bucketed, relinked)},
-    {_dc_parts(one_vehicle, bucketed)},
+    {_ac_parts(one_vehicle, bucketed, relinked, history)},
+    {_dc_parts(one_vehicle, bucketed, history)},
     ac AS (SELECT {keys}, sum(kwh) AS kwh, sum(n) AS n FROM ac_parts GROUP BY {keys}),
     dc AS (SELECT {keys}, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
                   sum(n) AS n
@@ -131,6 +145,12 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool) -> st
                coalesce(ac.n, 0)::bigint AS meter_readings, coalesce(dc.n, 0)::bigint AS vehicle_readings
         FROM ac FULL JOIN dc USING ({keys})
     )"""
+
+
+def reads_history(split: WindowSplit, relinked: bool) -> bool:
+    """Whether `vehicle_figures_sql` needs its history parts: the window has
+    edges (partial or not rolled-up hours) or spans of links that start inside it."""
+    return relinked or split.start < split.hours_start or split.rolled_end < split.end
 
 
 # What the rollups hold, and whether a link of the meters concerned (those ever

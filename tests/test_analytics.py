@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -181,7 +182,7 @@ def test_query_uses_indexes_not_sequential_scans(client, drain_all, engine):
     from models.windows import split_window
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
-        compiled = PERFORMANCE[False].compile(engine)
+        compiled = PERFORMANCE[False, True].compile(engine)  # history read: edges
         plan = conn.exec_driver_sql(
             "EXPLAIN " + str(compiled),
             {"vehicle_id": "V-3", **split_window(at(10), at(50), rollup_marks(conn)).params()},
@@ -190,3 +191,6 @@ def test_query_uses_indexes_not_sequential_scans(client, drain_all, engine):
     for table in ("meter_readings", "vehicle_readings"):
         assert table in plan_text
         assert f"Seq Scan on {table}" not in plan_text, plan_text
+    # Whole hours and days read no history: no partition to plan, one plan for every window.
+    assert not re.search(r"(FROM|JOIN) (meter|vehicle)_readings\b", PERFORMANCE[False, False].text)
+    assert re.search(r"FROM (meter|vehicle)_readings\b", PERFORMANCE[False, True].text)
