@@ -79,7 +79,7 @@ def test_analytics_reads_only_the_partitions_of_its_window(client, drain_all, en
     start, end = day.replace(hour=0, minute=30), day.replace(hour=23, minute=10)
     with engine.connect() as conn:
         plan = "\n".join(conn.exec_driver_sql(
-            "EXPLAIN " + str(PERFORMANCE[False].compile(engine)),
+            "EXPLAIN " + str(PERFORMANCE[False, True].compile(engine)),
             {"vehicle_id": "V-201", **split_window(start, end, rollup_marks(conn)).params()},
         ).scalars())
     for table in ("meter_readings", "vehicle_readings"):

@@ -19,6 +19,7 @@ from bench.stack import Stack
 from bench.stats import median_of, percentile
 from models.analytics import PERFORMANCE, vehicle_performance
 from models.db import create_db_engine
+from models.figures import reads_history
 from models.rollups import rollup_marks
 from models.windows import split_window
 
@@ -113,17 +114,18 @@ def analytics_split(day: Day) -> dict:
     planning, execution, hits, reads = [], [], [], []
     try:
         with engine.connect() as conn:
-            window = split_window(day.start, day.end, rollup_marks(conn)).params()
+            split = split_window(day.start, day.end, rollup_marks(conn))
+            window, statement = split.params(), PERFORMANCE[False, reads_history(split, False)]
             for vid in ids[:30]:
                 params = {"vehicle_id": vid, **window}
                 plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
-                                         + PERFORMANCE[False].text), params).scalar_one()[0]
+                                         + statement.text), params).scalar_one()[0]
                 planning.append(plan["Planning Time"])
                 execution.append(plan["Execution Time"])
                 hits.append(plan["Plan"].get("Shared Hit Blocks", 0))
                 reads.append(plan["Plan"].get("Shared Read Blocks", 0))
             plan_text = "\n".join(r[0] for r in conn.execute(
-                text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + PERFORMANCE[False].text),
+                text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement.text),
                 {"vehicle_id": ids[0], **window}))
         in_process = []
         for vid in ids:

@@ -89,7 +89,8 @@ class LongWindows(Scenario):
         log(f"  per vehicle p50 {out['vehicle_p50_ms']} ms, p99 {out['vehicle_p99_ms']} ms; fleet "
             f"{out['fleet_ms']} ms (full fleet x {scale:g}: {out['fleet_full_ms']} ms); day cut at :30 "
             f"{out['fleet_edges_ms']} ms (full: {out['fleet_edges_full_ms']} ms); year series "
-            f"{out['series_year_ms']} ms; drain wait max {out['drain_wait_max_ms']} ms over "
+            f"{out['series_year_ms']} ms; drain wait max {out['drain_wait_max_ms']} ms (p99 "
+            f"{out['drain_wait_p99_ms']} ms) over "
             f"{out['drains_during_roll_up']} drains, roll-up {out['roll_up_s_per_hour']} s/hour "
             f"(full: {out['roll_up_s_per_hour_full']} s)")
         return out
@@ -183,6 +184,7 @@ def drain_wait_behind_roll_up(engine: Engine, w: Window) -> dict:
         raise RuntimeError(f"a drain thread failed: {failed[0]!r}") from failed[0]
     return {"drain_wait_max_ms": round(max(during), 1),
             "drain_wait_p50_ms": round(statistics.median(during), 2),
+            "drain_wait_p99_ms": round(percentile(during, 99), 1),
             "drains_during_roll_up": len(during),
             "roll_up_s_per_hour": round(took / max(rolled, 1), 3),
             "range_devices": rollups.RANGE_DEVICES}
