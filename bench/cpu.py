@@ -65,7 +65,12 @@ class CpuMeter:
             comm = raw[raw.index("(") + 1:raw.rindex(")")]
             rest = raw[raw.rindex(")") + 2:].split()
             ticks = int(rest[11]) + int(rest[12])
-            procs[pid] = (self._category(pid, comm, int(rest[2]), groups), ticks)
+            ppid, pgrp = int(rest[1]), int(rest[2])
+            if pgrp not in groups and ppid in groups:
+                # The worker's pool processes leave its group (workers/app.py); their
+                # parent, the worker, leads it.
+                pgrp = ppid
+            procs[pid] = (self._category(pid, comm, pgrp, groups), ticks)
         with open("/proc/stat") as f:
             total = [int(x) for x in f.readline().split()[1:]]
         return procs, total
