@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import signal
 from datetime import timedelta
+from types import SimpleNamespace
 
 import psycopg
+import redis
+from celery.beat import SchedulingError
 from sqlalchemy import make_url, text
 
 from tests.conftest import INGEST, OPERATOR, count, wait_for
 from tests.readings import NOW, meter, vehicle
+from workers.beat import Scheduler
 
 
 def post_all(client, readings, size=200):
@@ -96,3 +100,28 @@ def test_worker_killed_alone_leaves_no_process_behind(worker_factory, queue, set
         return False
 
     wait_for(group_gone, 20, "the worker's children to exit")
+
+
+def _failing_send(error: Exception):
+    def apply_async(entry, producer=None, advance=True):
+        try:
+            raise error
+        except Exception as exc:
+            raise SchedulingError(f"Couldn't apply scheduled task {entry.name}: {exc}") from exc
+    return apply_async
+
+
+def test_beat_logs_a_broker_outage_as_one_line_and_other_errors_with_their_traceback(caplog):
+    scheduler = Scheduler.__new__(Scheduler)  # apply_entry needs nothing of __init__
+    entry = SimpleNamespace(name="drain", task="workers.tasks.drain")
+
+    scheduler.apply_async = _failing_send(redis.ConnectionError("Connection closed by server."))
+    scheduler.apply_entry(entry)
+    scheduler.apply_async = _failing_send(ValueError("a bug"))
+    scheduler.apply_entry(entry)
+
+    outage, bug = [r for r in caplog.records if r.name == "workers.beat"]
+    assert outage.levelname == "WARNING" and outage.exc_info is None
+    assert outage.getMessage() == ("beat: could not send workers.tasks.drain"
+                                   " (ConnectionError: Connection closed by server.)")
+    assert bug.levelname == "ERROR" and bug.exc_info is not None

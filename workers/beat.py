@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from kombu.exceptions import OperationalError
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, RedBeatScheduler, get_redis
 from redis.exceptions import LockError
 
@@ -24,6 +25,16 @@ log = logging.getLogger(__name__)
 
 # Seconds between attempts while Redis cannot be reached.
 RETRY_S = 1.0
+# What a broker that cannot be reached raises, at any depth of the exception's causes.
+BROKER_DOWN = (redis.RedisError, OperationalError, OSError)
+
+
+def _broker_down(exc: BaseException | None) -> BaseException | None:
+    while exc is not None:
+        if isinstance(exc, BROKER_DOWN):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class Scheduler(RedBeatScheduler):
@@ -51,6 +62,19 @@ class Scheduler(RedBeatScheduler):
             log.warning("beat: Redis is back; scheduling again")
             self._outage = False
         return interval
+
+    def apply_entry(self, entry, producer=None) -> None:
+        """Send a due task, as Celery's beat does; a broker that cannot be reached is
+        one warning line, where Celery logs an ERROR with a traceback. The entry is
+        due again at its next run (the drain's, a second later)."""
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:
+            down = _broker_down(exc)
+            if down is None:
+                log.exception("beat: could not send %s", entry.task)
+            else:
+                log.warning("beat: could not send %s (%s: %s)", entry.task, type(down).__name__, down)
 
     def _hold_lock(self) -> bool:
         """Whether this beat holds the schedule lock, taking it if it is free."""
