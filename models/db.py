@@ -26,9 +26,6 @@ NAMING_CONVENTION = {
 }
 
 
-_PSYCOPG = PGDialect_psycopg()
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -64,6 +61,9 @@ def create_db_engine(database_url: str, pool_size: int = 5) -> Engine:
 # every call, and caches the result only for queries of up to 4 KB: the composed
 # analytics queries are 4-7 KB, and converting one took 1.3 ms of each call.
 _queries.MAX_CACHED_STATEMENT_LENGTH = 16_384
+
+
+_PSYCOPG = PGDialect_psycopg()
 
 
 @functools.cache
