@@ -138,10 +138,10 @@ class CredentialCache:
             try:
                 self.refresh()
                 self.failing = False
-            except Exception:
-                if not self.failing:  # once per outage, not every POLL_S
-                    log.warning("cannot refresh device credentials; keeping the last snapshot",
-                                exc_info=True)
+            except Exception as exc:
+                if not self.failing:  # once per outage, not every POLL_S; one line, no traceback
+                    log.warning("cannot refresh device credentials (%s: %s); keeping the last snapshot",
+                                type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
                 self.failing = True
             pubsub = self._wait_for_news(client, pubsub)
         client.close()
