@@ -3,10 +3,12 @@ device ranges; rebuilding them after bulk loads; dropping old hourly ones.
 
 An hour is rolled up in ranges of at most RANGE_DEVICES devices (meters and
 vehicles together, in id order), each range its own transaction that holds the
-watermark lock only while it sums its own devices' readings. A drain waits for
-one range at most, however large the fleet: the ranges, not the hour, bound
-the wait. With its last hour (23:00), each range also rolls up its devices'
-day, from their 24 hourly rows.
+watermark lock only while it sums its own devices' readings and marks the
+vehicles that charged in the hour, whose stored sessions are recomputed after
+the hour, a few vehicles per transaction (models/session_store.py). A drain
+waits for one such transaction at most, however large the fleet: the ranges,
+not the hour, bound the wait. With its last hour (23:00), each range also rolls
+up its devices' day, from their 24 hourly rows.
 
 A roll-up waiting for the lock holds no drain up: PostgreSQL grants a row's
 FOR SHARE at once while only FOR SHARE holders have it, so new drains pass a
@@ -19,20 +21,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-from models.rollups import KINDS, rolled_up_until
-from models.session_store import extend_sessions, rebuild_sessions
+from models.rollups import KINDS, lock_watermark, rolled_up_until
+from models.session_store import mark_hour, rebuild_sessions, store_marked_sessions
 from models.windows import DAY, HOUR, ceil_to, floor_sql, floor_to
 
 # An hour is rolled up this long after it ends: the readings of its last
 # minute are drained by then, and fewer take the late path.
 SETTLE = timedelta(minutes=1)
-# Small enough that a range (its rollups and its vehicles' sessions) holds the
-# watermark lock, and so a drain, for under 100 ms: at 30 days of 4,000 devices
-# (bench scenario 10) a range of 100 took 80-120 ms, mostly recomputing the
-# sessions still open; one of 25 takes 45-65 ms, and an hour 4.9 s in all.
+# Small enough that a range holds the watermark lock, and so a drain, briefly:
+# at 30 days of 4,000 devices (bench scenario 10) a range of 25 holds it for
+# 5-6 ms (at most 12-15 ms), and the stored sessions of the vehicles that
+# charged in its hour are recomputed afterwards (store_marked_sessions).
 RANGE_DEVICES = 25
 
-LOCK_WATERMARK = text("SELECT rolled_up_until, rolling_device FROM rollup_watermark FOR UPDATE")
 MOVE_WATERMARK = text("UPDATE rollup_watermark SET rolled_up_until = :until, rolling_device = :device")
 
 # The end (exclusive) of the range of `:n` devices starting at `:first`: the
@@ -95,6 +96,8 @@ def roll_up(engine: Engine, now: datetime, max_hours: int = 24,
         if moved is None:  # another roll-up was faster
             break
         done += 1
+        store_marked_sessions(engine)  # the hour's, before the next hour marks more
+    store_marked_sessions(engine)  # those of late readings and relinks, within a minute
     return done
 
 
@@ -110,7 +113,7 @@ def roll_up_range(engine: Engine, now: datetime, range_devices: int = RANGE_DEVI
         bounds["stop"] = conn.execute(RANGE_END, {"first": bounds["first"], "n": range_devices}).scalar()
         for statement in RANGE_HOUR:
             conn.execute(statement, bounds)
-        extend_sessions(conn, bounds["first"], bounds["stop"], hour)
+        mark_hour(conn, bounds["first"], bounds["stop"], hour)
         if hour + HOUR == bounds["day_end"]:
             for statement in RANGE_DAY:
                 conn.execute(statement, bounds)
@@ -121,7 +124,7 @@ def roll_up_range(engine: Engine, now: datetime, range_devices: int = RANGE_DEVI
 
 
 def _lock(conn: Connection) -> tuple[datetime, str | None]:
-    row = conn.execute(LOCK_WATERMARK).one()
+    row = lock_watermark(conn)
     return row.rolled_up_until, row.rolling_device
 
 
@@ -152,7 +155,7 @@ def rebuild(engine: Engine, start: datetime, end: datetime) -> None:
     the watermark lock throughout: drains wait for it."""
     bounds = {"start": floor_to(start, DAY), "end": ceil_to(end, DAY)}
     with engine.begin() as conn:
-        conn.execute(LOCK_WATERMARK)
+        lock_watermark(conn)
         for statement in REBUILD:
             conn.execute(statement, bounds)
         rebuild_sessions(conn, start)
@@ -173,7 +176,7 @@ def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
     query may have read the old mark just before it moved. Returns the rows deleted."""
     with engine.begin() as conn:
         previous = conn.execute(KEPT_SINCE).scalar()
-        conn.execute(LOCK_WATERMARK)
+        lock_watermark(conn)
         conn.execute(KEEP_HOURS_SINCE, {"cutoff": cutoff})
     if previous is None:
         return 0

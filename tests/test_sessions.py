@@ -8,13 +8,14 @@ import dataclasses
 import io
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text
 
 import settings as settings_module
 from models.roll_up import rebuild, roll_up_range
-from models.session_store import forget_sessions_before
+from models.session_store import SESSION_HOURS, forget_sessions_before, store_marked_sessions, within_budget
 from tests.conftest import INGEST, OPERATOR
 from tests.readings import iso, meter, vehicle
 from workers.alerts import evaluate_alerts
@@ -285,6 +286,7 @@ def roll_up_the_next_hour(engine) -> None:
     with engine.connect() as conn:
         hour = conn.execute(text("SELECT rolled_up_until FROM rollup_watermark")).scalar_one()
     assert roll_up_range(engine, hour + timedelta(hours=2)) is True
+    store_marked_sessions(engine)
 
 
 @pytest.fixture
@@ -376,3 +378,34 @@ def test_readings_after_the_rolled_up_hour_are_read_live(session_data, client, e
     assert roll_up_range(engine, at(300)) is True
     for start, end in STORED_WINDOWS:
         assert_endpoints_agree(client, session_data, start, end)
+
+
+def test_an_hour_rolled_up_marks_the_vehicles_that_charged_in_it(session_data, client, engine):
+    # Sessions stored up to minute 120; V-1 and V-4 charge in the hour after it, V-2
+    # and V-3 do not. Marked, they are read live until their sessions are stored.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE rollup_watermark SET rolled_up_until = :w, rolling_device = NULL"),
+                     {"w": at(120)})
+    rebuild(engine, at(-60), at(300))
+    assert not marks(engine)
+    assert roll_up_range(engine, at(300)) is True
+    assert marks(engine) == {"V-1", "V-4"}
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, session_data, start, end)
+    assert store_marked_sessions(engine) == 2
+    assert not marks(engine)
+    want = reference_sessions(*session_data, T0 - timedelta(days=1), at(180))
+    assert stored(engine) == sorted((w["vehicleId"], w["start"]) for w in want)
+    for start, end in STORED_WINDOWS:
+        assert_endpoints_agree(client, session_data, start, end)
+
+
+def test_a_recompute_takes_vehicles_up_to_its_hours_of_history():
+    assert SESSION_HOURS == 48
+    hour = timedelta(hours=1)
+    rows = [SimpleNamespace(vehicle_id=f"V-{n}", lo=T0, until=T0 + hours * hour)
+            for n, hours in enumerate([20, 20, 20, 100])]
+    assert [v for v, _, _ in within_budget(rows)] == ["V-0", "V-1"]  # 40 h: a third is over
+    assert [v for v, _, _ in within_budget(rows[3:])] == ["V-3"]  # longer alone: still done
+    ahead = [SimpleNamespace(vehicle_id="V-9", lo=T0 + hour, until=T0)]  # a mark past its hour
+    assert [v for v, _, _ in within_budget(ahead + rows)] == ["V-9", "V-0", "V-1"]
