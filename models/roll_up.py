@@ -129,17 +129,20 @@ def _lock(conn: Connection) -> tuple[datetime, str | None]:
 
 
 def _rebuild_statements(kind: str) -> list[str]:
+    """Written in time order, as live roll-ups write them: a fleet-wide read of a
+    time range then finds its rows together (in the hash aggregate's order, the
+    fleet over a day read 46,000 hourly rows from 17,500 pages)."""
     k = KINDS[kind]
     dev = k["device"]
     return [
         f"DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end",
         f"""INSERT INTO {kind}_hourly ({dev}, hour, {k['columns']})
             SELECT {dev}, {floor_sql('ts', 'hour')}, {k['sums']} FROM {k['history']}
-            WHERE ts >= :start AND ts < :end GROUP BY 1, 2""",
+            WHERE ts >= :start AND ts < :end GROUP BY 1, 2 ORDER BY 2, 1""",
         f"DELETE FROM {kind}_daily WHERE day >= :start AND day < :end",
         f"""INSERT INTO {kind}_daily ({dev}, day, {k['columns']})
             SELECT {dev}, {floor_sql('hour', 'day')}, {k['resum']} FROM {kind}_hourly
-            WHERE hour >= :start AND hour < :end GROUP BY 1, 2""",
+            WHERE hour >= :start AND hour < :end GROUP BY 1, 2 ORDER BY 2, 1""",
         # Hours no longer kept were needed only for their days.
         f"""DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end
             AND hour < (SELECT hours_kept_since FROM rollup_watermark)""",

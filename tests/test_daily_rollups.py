@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 import settings as settings_module
-from models.roll_up import SETTLE, roll_up, roll_up_range
+from models.roll_up import SETTLE, rebuild, roll_up, roll_up_range
 from models.rollups import rollup_marks
 from models.windows import split_window
 from tests.conftest import OPERATOR, set_watermark, wait_for
@@ -171,3 +171,13 @@ def test_a_roll_up_waiting_for_the_lock_holds_no_drain_up(three_days, engine):
         rolling.join(30)
     assert done == [True]  # then it rolled the hour up
     assert_rollups_exact(engine)
+
+
+def test_a_rebuild_writes_the_rollups_in_time_order(three_days, engine):
+    # As live roll-ups write them: a fleet-wide read of an hour finds its rows together.
+    rebuild(engine, at(0), at(72))
+    with engine.connect() as conn:
+        for table, device, time in (("vehicle_hourly", "vehicle_id", "hour"),
+                                    ("vehicle_daily", "vehicle_id", "day")):
+            stored = conn.execute(text(f"SELECT {time}, {device} FROM {table} ORDER BY ctid")).all()
+            assert len(stored) > len(DEVICES) and stored == sorted(stored), table
