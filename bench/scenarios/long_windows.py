@@ -19,10 +19,12 @@ at D devices (vehicles and meters):
   edge hours' rollups and 2 x 30 minutes of history) plus a sort of the vehicles:
   linear in devices, so they are scaled by 20,000 / D (x 5 from the issue's
   4,000 devices);
-- the drain wait is bounded by one device range (models/roll_up.py:
-  RANGE_DEVICES devices' hour) plus the drains already holding the lock, not by
-  the fleet: the figure measured stands; the roll-up's time per hour is what
-  grows, linearly with devices (scaled as the fleet figures).
+- the drain wait is bounded by one roll-up transaction (a device range of
+  models/roll_up.py: RANGE_DEVICES devices' hour; or a recompute of stored
+  sessions, models/session_store.py: SESSION_HOURS of vehicle history) plus the
+  drains already holding the lock, not by the fleet: the figure measured
+  stands; the roll-up's time per hour is what grows, linearly with devices
+  (scaled as the fleet figures).
 At small sizes fixed costs (planning, round trips) dominate, and the scaled
 fleet figures are loose upper bounds, not estimates.
 """
