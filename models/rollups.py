@@ -175,6 +175,8 @@ def lock_watermark(conn: Connection) -> Row:
     for its own parameters (CUSTOM_PLANS); the watermark's row."""
     conn.execute(CUSTOM_PLANS)
     return conn.execute(LOCK_WATERMARK).one()
+
+
 MARKS = text("SELECT rolled_up_until, hours_kept_since FROM rollup_watermark")
 
 

@@ -170,6 +170,7 @@ def _covered_sql(vehicle: str) -> str:
 
 COVERED = text(f"SELECT l.vehicle_id, {_covered_sql('l.vehicle_id')} AS until"
                " FROM live_vehicles l, rollup_watermark m")
+
 # At most this much vehicle-history (hours from where a vehicle's mark reaches
 # back to its rolled-up hour's end, summed) is recomputed per transaction, and
 # so per hold on the drains: 15-38 ms for 48 hours in bench scenario 10. A
