@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 
 from models.rollups import KINDS, lock_watermark, rolled_up_until
-from models.session_store import mark_hour, rebuild_sessions, store_marked_sessions
+from models.session_store import MARK, rebuild_sessions, store_marked_sessions
 from models.windows import DAY, HOUR, ceil_to, floor_sql, floor_to
 
 # An hour is rolled up this long after it ends: the readings of its last
@@ -77,6 +77,19 @@ def _range_statements(kind: str) -> tuple[str, str]:
     return hour, day
 
 
+# The range's vehicles that charged in the hour: their stored sessions from the
+# hour on may change (models/session_store.py recomputes them after the hour).
+MARK_HOUR = text(f"""
+    INSERT INTO session_marks AS k (vehicle_id, since)
+    SELECT l.vehicle_id, CAST(:hour AS timestamptz) FROM live_vehicles l
+    WHERE {_in_range('l.vehicle_id')}
+      AND EXISTS (SELECT 1 FROM vehicle_readings r
+                  WHERE r.vehicle_id = l.vehicle_id AND r.ts >= :hour AND r.ts < :hour_end
+                    AND r.kwh_delivered_dc > 0)
+    ORDER BY 1
+    {MARK}
+""")
+
 RANGE_HOUR, RANGE_DAY = zip(*(_range_statements(kind) for kind in KINDS), strict=True)
 RANGE_HOUR = [text(s) for s in RANGE_HOUR]
 RANGE_DAY = [text(s) for s in RANGE_DAY]
@@ -113,7 +126,7 @@ def roll_up_range(engine: Engine, now: datetime, range_devices: int = RANGE_DEVI
         bounds["stop"] = conn.execute(RANGE_END, {"first": bounds["first"], "n": range_devices}).scalar()
         for statement in RANGE_HOUR:
             conn.execute(statement, bounds)
-        mark_hour(conn, bounds["first"], bounds["stop"], hour)
+        conn.execute(MARK_HOUR, bounds)
         if hour + HOUR == bounds["day_end"]:
             for statement in RANGE_DAY:
                 conn.execute(statement, bounds)

@@ -30,7 +30,7 @@ holds them briefly.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection, Double, Engine, Index, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
@@ -119,19 +119,6 @@ MARK_RELINKS = text(f"""
     {MARK}
 """)
 
-# The vehicles of [:first, :stop) that charged in the hour :hour, which the
-# caller is rolling up for them: their sessions from the hour on may change.
-MARK_HOUR = text(f"""
-    INSERT INTO session_marks AS k (vehicle_id, since)
-    SELECT l.vehicle_id, CAST(:hour AS timestamptz) FROM live_vehicles l
-    WHERE l.vehicle_id >= :first AND (CAST(:stop AS text) IS NULL OR l.vehicle_id < :stop)
-      AND EXISTS (SELECT 1 FROM vehicle_readings r
-                  WHERE r.vehicle_id = l.vehicle_id AND r.ts >= :hour AND r.ts < :hour_end
-                    AND r.kwh_delivered_dc > 0)
-    ORDER BY 1
-    {MARK}
-""")
-
 TODO = "unnest(CAST(:ids AS text[]), CAST(:los AS timestamptz[]), CAST(:untils AS timestamptz[]))"
 COLUMNS = "vehicle_id, start, \"end\", ac, dc, soc_start, soc_end, avg_temp, max_temp, meter_ids"
 DROP_STALE = text(f"""
@@ -153,13 +140,6 @@ def _recompute(conn: Connection, todo: list[tuple[str, datetime, datetime]]) -> 
     conn.execute(DROP_STALE, params)
     conn.execute(STORE, params)
     conn.execute(UNMARK, params)
-
-
-def mark_hour(conn: Connection, first: str, stop: str | None, hour: datetime) -> None:
-    """Mark the vehicles of [first, stop) that charged in `hour`, which the caller
-    (holding the watermark lock) is rolling up for them."""
-    conn.execute(MARK_HOUR, {"first": first, "stop": stop, "hour": hour,
-                             "hour_end": hour + timedelta(hours=1)})
 
 
 # Each vehicle's rolled-up hour's end: where its stored sessions end.

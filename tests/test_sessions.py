@@ -401,11 +401,10 @@ def test_an_hour_rolled_up_marks_the_vehicles_that_charged_in_it(session_data, c
 
 
 def test_a_recompute_takes_vehicles_up_to_its_hours_of_history():
-    assert SESSION_HOURS == 48
-    hour = timedelta(hours=1)
-    rows = [SimpleNamespace(vehicle_id=f"V-{n}", lo=T0, until=T0 + hours * hour)
-            for n, hours in enumerate([20, 20, 20, 100])]
-    assert [v for v, _, _ in within_budget(rows)] == ["V-0", "V-1"]  # 40 h: a third is over
+    budget = timedelta(hours=SESSION_HOURS)
+    rows = [SimpleNamespace(vehicle_id=f"V-{n}", lo=T0, until=T0 + span)
+            for n, span in enumerate([budget * 0.4, budget * 0.4, budget * 0.4, budget * 2])]
+    assert [v for v, _, _ in within_budget(rows)] == ["V-0", "V-1"]  # a third is over
     assert [v for v, _, _ in within_budget(rows[3:])] == ["V-3"]  # longer alone: still done
-    ahead = [SimpleNamespace(vehicle_id="V-9", lo=T0 + hour, until=T0)]  # a mark past its hour
+    ahead = [SimpleNamespace(vehicle_id="V-9", lo=T0 + budget, until=T0)]  # a mark past its hour
     assert [v for v, _, _ in within_budget(ahead + rows)] == ["V-9", "V-0", "V-1"]
