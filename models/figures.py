@@ -1,7 +1,7 @@
 """The one query behind every analytics figure: per vehicle (and per time bucket,
 for series), AC, DC, battery temperature and reading counts over a window,
-composed from daily rollups, hourly rollups and history as the window's split
-says (models/windows.py).
+composed from daily, hourly and (fleet-wide) 15-minute rollups and history as the
+window's split says (models/windows.py).
 
 AC is attributed through the meter links valid at each reading's time: each
 link span, clipped to the window, is cut like the window (`SPAN_SPLIT`). Rollup
@@ -44,21 +44,30 @@ VEHICLE_SUMS = ("sum(x.kwh_delivered_dc) AS kwh, sum(x.battery_temp) AS temp_sum
                 " max(x.battery_temp) AS temp_max, count(*) AS n")
 
 
-def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) -> str:
-    """AC of each span. Without links starting inside the window, every span is
-    the whole window, and its history is the window's edges: constant bounds
-    that leave the planner one or two partitions to plan. With them, a span's
-    history may lie anywhere in the window, and hours of its days are cut too."""
+def _ac_history(bucketed: bool, relinked: bool) -> str:
+    """AC of each span's history: the window's edges (and, relinked, wherever a
+    span's own edges lie)."""
     t = "p.t, " if bucketed else ""
-    edges = [("sp.s", "sp.h1", ":start", ":hours_start"), ("sp.h2", "sp.e", ":rolled_end", ":end")]
+    edges = [("sp.s", "sp.h1", ":start", ":quarters_start"), ("sp.h2", "sp.e", ":quarters_end", ":end")]
     if relinked:
         edges = [(a, b, ":start", ":end") for a, b, _, _ in edges]
-    history = "" if not history else "".join(f"""
+    return "".join(f"""
         UNION ALL
         SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
             'meter_id', METER_SUMS, 'meter_readings',
             f'sp.meter_id AND x.ts >= {a} AND x.ts < {b} AND x.ts >= {lo} AND x.ts < {hi}', bucketed)}"""
         for a, b, lo, hi in edges)
+
+
+def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) -> str:
+    """AC of each span. Without links starting inside the window, every span is
+    the whole window, and its history is the window's edges: constant bounds
+    that leave the planner one or two partitions to plan. With them, a span's
+    history may lie anywhere in the window, and hours of its days are cut too."""
+    if reads_quarters(one_vehicle, relinked):
+        return _fleet_ac_parts(bucketed, history)
+    t = "p.t, " if bucketed else ""
+    history = _ac_history(bucketed, relinked) if history else ""
     cut_days = f"""
         UNION ALL
         -- hours of the window's days that a link starting or ending mid-day cuts
@@ -93,7 +102,35 @@ def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) 
     )"""
 
 
-def _dc_parts(one_vehicle: bool, bucketed: bool, history: bool) -> str:
+def _fleet_ac_parts(bucketed: bool, history: bool) -> str:
+    """AC of each span when every span is the whole window (fleet-wide, no link
+    starting inside it): every meter's rollups of the window are summed first,
+    then given to its span's vehicle, so that each rollup row is hashed once."""
+    t = "t, " if bucketed else ""
+    rollup = ("SELECT meter_id, {t}kwh_consumed_ac AS kwh, readings AS n FROM {table}"
+              " WHERE {column} >= :{a} AND {column} < :{b}")
+    parts = [rollup.format(t=_bucket(column, bucketed), table=table, column=column, a=a, b=b)
+             for table, column, a, b in (
+                 ("meter_daily", "day", "days_start", "days_end"),
+                 ("meter_hourly", "hour", "hours_start", "days_start"),
+                 ("meter_hourly", "hour", "days_end", "rolled_end"),
+                 ("meter_15min", "bucket", "quarters_start", "hours_start"),
+                 ("meter_15min", "bucket", "rolled_end", "quarters_end"))]
+    union = "\n            UNION ALL ".join(parts)
+    return f"""
+    meter_sums AS (
+        SELECT meter_id, {t}sum(kwh) AS kwh, sum(n) AS n FROM (
+            {union}) p
+        GROUP BY meter_id{', t' if bucketed else ''}
+    ),
+    ac_parts AS (
+        SELECT sp.vehicle_id, {'m.t, ' if bucketed else ''}m.kwh, m.n
+        FROM span_split sp JOIN meter_sums m USING (meter_id)
+{_ac_history(bucketed, False) if history else ''}
+    )"""
+
+
+def _dc_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) -> str:
     t = "p.t, " if bucketed else ""
     only = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
     live = "WHERE v.vehicle_id = :vehicle_id" if one_vehicle else ""
@@ -103,8 +140,12 @@ def _dc_parts(one_vehicle: bool, bucketed: bool, history: bool) -> str:
         f"SELECT v.vehicle_id, {t}p.kwh, p.temp_sum, p.temp_max, p.n FROM live_vehicles v "
         + _lateral('vehicle_id', VEHICLE_SUMS, 'vehicle_readings',
                    f'v.vehicle_id AND x.ts >= :{a} AND x.ts < :{b}', bucketed) + f" {live}"
-        for a, b in (("start", "hours_start"), ("rolled_end", "end"))
+        for a, b in (("start", "quarters_start"), ("quarters_end", "end"))
     ] if history else []
+    quarters = [rollup.format(t=_bucket("bucket", bucketed), table="vehicle_15min",
+                           range=f"bucket >= :{a} AND bucket < :{b}")
+             for a, b in (("quarters_start", "hours_start"), ("rolled_end", "quarters_end"))
+             ] if reads_quarters(one_vehicle, relinked) else []
     parts = [
         rollup.format(t=_bucket("day", bucketed), table="vehicle_daily",
                       range="day >= :days_start AND day < :days_end"),
@@ -112,6 +153,7 @@ def _dc_parts(one_vehicle: bool, bucketed: bool, history: bool) -> str:
                       range="hour >= :hours_start AND hour < :days_start"),
         rollup.format(t=_bucket("hour", bucketed), table="vehicle_hourly",
                       range="hour >= :days_end AND hour < :rolled_end"),
+        *quarters,
         *edges,
     ]
     return "\n    dc_parts AS (\n        " + "\n        UNION ALL\n        ".join(parts) + "\n    )"
@@ -134,7 +176,7 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
     return f"""
     WITH {SPAN_SPLIT.format(links=links, span_filter=span_filter)},
     {_ac_parts(one_vehicle, bucketed, relinked, history)},
-    {_dc_parts(one_vehicle, bucketed, history)},
+    {_dc_parts(one_vehicle, bucketed, relinked, history)},
     ac AS (SELECT {keys}, sum(kwh) AS kwh, sum(n) AS n FROM ac_parts GROUP BY {keys}),
     dc AS (SELECT {keys}, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
                   sum(n) AS n
@@ -147,10 +189,18 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
     )"""
 
 
+def reads_quarters(one_vehicle: bool, relinked: bool) -> bool:
+    """Whether `vehicle_figures_sql` reads the edges' partial hours from 15-minute
+    rollups (split_window's `quarters`): fleet-wide, unless links start inside the
+    window (a span's edges may then lie anywhere in it)."""
+    return not one_vehicle and not relinked
+
+
 def reads_history(split: WindowSplit, relinked: bool) -> bool:
     """Whether `vehicle_figures_sql` needs its history parts: the window has
     edges (partial or not rolled-up hours) or spans of links that start inside it."""
-    return relinked or split.start < split.hours_start or split.rolled_end < split.end
+    params = split.params()
+    return relinked or split.start < params["quarters_start"] or params["quarters_end"] < split.end
 
 
 # What the rollups hold, and whether a link of the meters concerned (those ever

@@ -1,5 +1,5 @@
 """Fleet-wide analytics over a window: every vehicle's figures, composed from
-daily and hourly rollups and the history of the window's edges
+daily, hourly and 15-minute rollups and the history of the window's edges
 (models/figures.py), sorted and paged, with the fleet's totals. The sums equal
 those of raw history (tests/test_long_windows.py proves it).
 """
@@ -13,16 +13,16 @@ from sqlalchemy import Engine, text
 
 from models.analytics import ratio
 from models.db import read_connection
-from models.figures import vehicle_figures_sql, window_state
+from models.figures import reads_history, reads_quarters, vehicle_figures_sql, window_state
 from models.windows import WindowSplit, split_window
 
-# By `relinked` (models/figures.py).
-PER_VEHICLE = {relinked: vehicle_figures_sql(False, False, relinked) + """
+# By `relinked` and whether history is read (models/figures.py).
+PER_VEHICLE = {(relinked, history): vehicle_figures_sql(False, False, relinked, history) + """
     SELECT figures.*,
            -- numeric: a vanishing AC must not overflow the sort
            dc_kwh::numeric / nullif(ac_kwh, 0)::numeric AS efficiency
     FROM figures
-""" for relinked in (False, True)}
+""" for relinked in (False, True) for history in (False, True)}
 
 # The totals row always comes back, joined to the page's rows (none past the end).
 FLEET_PAGE = """
@@ -105,9 +105,10 @@ def fleet_page(engine: Engine, from_ts: datetime, to_ts: datetime, sort: str, de
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
     with read_connection(engine) as conn:
         marks, relinked = window_state(conn, from_ts, to_ts)
-        split = split_window(from_ts, to_ts, marks)
+        split = split_window(from_ts, to_ts, marks, quarters=reads_quarters(False, relinked))
         params = {**split.params(), "limit": limit, "offset": offset, "search": search}
-        sql = FLEET_PAGE.format(per_vehicle=PER_VEHICLE[relinked], order=order)
+        per_vehicle = PER_VEHICLE[relinked, reads_history(split, relinked)]
+        sql = FLEET_PAGE.format(per_vehicle=per_vehicle, order=order)
         rows = conn.execute(text(sql), params).all()
     totals = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
@@ -120,6 +121,7 @@ def all_vehicles(engine: Engine, from_ts: datetime, to_ts: datetime) -> list[Veh
     """Every vehicle with readings or AC in [from_ts, to_ts) (for alert evaluation)."""
     with read_connection(engine) as conn:
         marks, relinked = window_state(conn, from_ts, to_ts)
-        split = split_window(from_ts, to_ts, marks)
-        rows = conn.execute(text(PER_VEHICLE[relinked]), split.params()).all()
+        split = split_window(from_ts, to_ts, marks, quarters=reads_quarters(False, relinked))
+        per_vehicle = PER_VEHICLE[relinked, reads_history(split, relinked)]
+        rows = conn.execute(text(per_vehicle), split.params()).all()
     return [VehicleFigures.of(row) for row in rows]

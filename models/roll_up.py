@@ -59,12 +59,17 @@ def _range_statements(kind: str) -> tuple[str, str]:
     k = KINDS[kind]
     dev = k["device"]
     hour = f"""
+        WITH quarters AS (
+            INSERT INTO {kind}_15min AS r ({dev}, bucket, {k['columns']})
+            SELECT l.{dev}, x.* FROM live_{kind}s l CROSS JOIN LATERAL (
+                SELECT {floor_sql('h.ts', 'quarter')}, {k['sums']} FROM {k['history']} h
+                WHERE h.{dev} = l.{dev} AND h.ts >= :hour AND h.ts < :hour_end GROUP BY 1) x
+            WHERE {_in_range('l.' + dev)}
+            ON CONFLICT ({dev}, bucket) DO UPDATE SET {k['replace']}
+            RETURNING r.*
+        )
         INSERT INTO {kind}_hourly AS r ({dev}, hour, {k['columns']})
-        SELECT l.{dev}, :hour, x.* FROM live_{kind}s l CROSS JOIN LATERAL (
-            SELECT {k['sums']} FROM {k['history']} h
-            WHERE h.{dev} = l.{dev} AND h.ts >= :hour AND h.ts < :hour_end
-            HAVING count(*) > 0) x
-        WHERE {_in_range('l.' + dev)}
+        SELECT {dev}, :hour, {k['resum']} FROM quarters GROUP BY 1 ORDER BY 1
         ON CONFLICT ({dev}, hour) DO UPDATE SET {k['replace']}"""
     day = f"""
         INSERT INTO {kind}_daily AS r ({dev}, day, {k['columns']})
@@ -148,17 +153,22 @@ def _rebuild_statements(kind: str) -> list[str]:
     k = KINDS[kind]
     dev = k["device"]
     return [
+        f"DELETE FROM {kind}_15min WHERE bucket >= :start AND bucket < :end",
+        f"""INSERT INTO {kind}_15min ({dev}, bucket, {k['columns']})
+            SELECT {dev}, {floor_sql('ts', 'quarter')}, {k['sums']} FROM {k['history']}
+            WHERE ts >= :start AND ts < :end GROUP BY 1, 2 ORDER BY 2, 1""",
         f"DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end",
         f"""INSERT INTO {kind}_hourly ({dev}, hour, {k['columns']})
-            SELECT {dev}, {floor_sql('ts', 'hour')}, {k['sums']} FROM {k['history']}
-            WHERE ts >= :start AND ts < :end GROUP BY 1, 2 ORDER BY 2, 1""",
+            SELECT {dev}, {floor_sql('bucket', 'hour')}, {k['resum']} FROM {kind}_15min
+            WHERE bucket >= :start AND bucket < :end GROUP BY 1, 2 ORDER BY 2, 1""",
         f"DELETE FROM {kind}_daily WHERE day >= :start AND day < :end",
         f"""INSERT INTO {kind}_daily ({dev}, day, {k['columns']})
             SELECT {dev}, {floor_sql('hour', 'day')}, {k['resum']} FROM {kind}_hourly
             WHERE hour >= :start AND hour < :end GROUP BY 1, 2 ORDER BY 2, 1""",
-        # Hours no longer kept were needed only for their days.
-        f"""DELETE FROM {kind}_hourly WHERE hour >= :start AND hour < :end
-            AND hour < (SELECT hours_kept_since FROM rollup_watermark)""",
+        # Hours (and 15 minutes) no longer kept were needed only for their days.
+        *(f"""DELETE FROM {kind}_{unit} WHERE {column} >= :start AND {column} < :end
+              AND {column} < (SELECT hours_kept_since FROM rollup_watermark)"""
+          for unit, column in (("15min", "bucket"), ("hourly", "hour"))),
     ]
 
 
@@ -187,7 +197,7 @@ KEEP_HOURS_SINCE = text("""
 
 
 def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
-    """Stop reading hourly rollups before `cutoff` (a midnight; never a day not
+    """Stop reading hourly and 15-minute rollups before `cutoff` (a midnight; never a day not
     rolled up yet), and delete those that the previous call stopped reading: a
     query may have read the old mark just before it moved. Returns the rows deleted."""
     with engine.begin() as conn:
@@ -199,6 +209,7 @@ def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
     deleted = 0
     with engine.begin() as conn:
         for kind in KINDS:
-            deleted += conn.execute(text(f"DELETE FROM {kind}_hourly WHERE hour < :before"),
-                                    {"before": previous}).rowcount
+            for unit, column in (("15min", "bucket"), ("hourly", "hour")):
+                deleted += conn.execute(text(f"DELETE FROM {kind}_{unit} WHERE {column} < :before"),
+                                        {"before": previous}).rowcount
     return deleted

@@ -1,23 +1,24 @@
-"""Hourly and daily rollups of history: per device and UTC hour or day, the sums
-analytics need, so that a window reads one row per device-day or device-hour
-instead of 1,440 or 60 readings (models/windows.py says which part of a window
-comes from which).
+"""Daily, hourly and 15-minute rollups of history: per device and UTC day, hour or
+15 minutes, the sums analytics need, so that a window reads one row per
+device-day or device-hour instead of 1,440 or 60 readings, and a fleet-wide
+read of an edge's partial hour one row per device and 15 minutes instead of 15
+readings (models/windows.py says which part of a window comes from which).
 
 What the rollups hold is recorded in one row, `rollup_watermark`:
 
-- `rolled_up_until` (W): every device-hour before W is rolled up, and every
-  device-day before W's midnight;
+- `rolled_up_until` (W): every device-hour before W is rolled up (with its
+  15 minutes), and every device-day before W's midnight;
 - `rolling_device` (D): W's own hour is being rolled up in device ranges
   (models/roll_up.py), and is rolled up for the devices before D (none when
   NULL); a device-day is rolled up with its last hour (23:00);
-- `hours_kept_since` (K): hourly rollups before K have been dropped
-  (ROLLUP_HOURLY_RETENTION_DAYS; NULL: none), daily ones are kept.
+- `hours_kept_since` (K): hourly and 15-minute rollups before K have been
+  dropped (ROLLUP_HOURLY_RETENTION_DAYS; NULL: none), daily ones are kept.
 
-Analytics read rollups only before W and hours only from K; the device-hours of
-hour W already rolled up are not read until the whole hour is.
+Analytics read rollups only before W and hours and 15 minutes only from K; the
+device-hours of hour W already rolled up are not read until the whole hour is.
 
 A reading stored after its device-hour was rolled up (a late one) is added to
-its hourly (if kept) and daily rollups by the drain, in the statement that
+its 15-minute and hourly (if kept) and daily rollups by the drain, in the statement that
 inserts it into history. The drain and a roll-up must not miss each other: the
 drain reads the watermark FOR SHARE at the start of its transaction, a roll-up
 locks it FOR UPDATE before reading history. So a roll-up waits for the drains
@@ -85,6 +86,31 @@ class VehicleDaily(Base):
     readings: Mapped[int] = mapped_column(Integer)
 
 
+class Meter15Min(Base):
+    """Read only fleet-wide, by time: the edges' partial hours of a fleet window
+    (one device reads its edges from history)."""
+
+    __tablename__ = "meter_15min"
+    __table_args__ = (Index("ix_meter_15min_bucket", "bucket", "meter_id"),)
+
+    meter_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    kwh_consumed_ac: Mapped[float] = mapped_column(Double)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
+class Vehicle15Min(Base):
+    __tablename__ = "vehicle_15min"
+    __table_args__ = (Index("ix_vehicle_15min_bucket", "bucket", "vehicle_id"),)
+
+    vehicle_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    kwh_delivered_dc: Mapped[float] = mapped_column(Double)
+    battery_temp_sum: Mapped[float] = mapped_column(Double)
+    battery_temp_max: Mapped[float] = mapped_column(Double)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
 class RollupWatermark(Base):
     """One row: what the rollups hold (module docstring)."""
 
@@ -142,9 +168,17 @@ def late_rollups_cte(kind: str) -> str:
     those rollups. Ordered so that concurrent drains lock rollup rows in the
     same order."""
     k = KINDS[kind]
-    dev, hour, day = k["device"], floor_sql("ts", "hour"), floor_sql("ts", "day")
+    dev = k["device"]
+    quarter, hour, day = (floor_sql("ts", unit) for unit in ("quarter", "hour", "day"))
     return f"""
-    late_hours AS (
+    late_quarters AS (
+        INSERT INTO {kind}_15min AS r ({dev}, bucket, {k['columns']})
+        SELECT {dev}, {quarter}, {k['sums']} FROM stored, rollup_watermark m
+        WHERE {rolled_up_sql(dev, hour)}
+          AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT ({dev}, bucket) DO UPDATE SET {k['merge']}
+    ), late_hours AS (
         INSERT INTO {kind}_hourly AS r ({dev}, hour, {k['columns']})
         SELECT {dev}, {hour}, {k['sums']} FROM stored, rollup_watermark m
         WHERE {rolled_up_sql(dev, hour)}

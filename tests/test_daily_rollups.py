@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import text
 
 import settings as settings_module
+from models.figures import reads_history
 from models.roll_up import SETTLE, rebuild, roll_up, roll_up_range
 from models.rollups import rollup_marks
-from models.windows import split_window
+from models.windows import RollupMarks, split_window
 from tests.conftest import OPERATOR, set_watermark, wait_for
 from tests.readings import iso
 from tests.test_long_windows import assert_rollups_exact, link, store
@@ -117,20 +118,45 @@ def test_hourly_retention_is_a_checked_setting():
             settings_module.load({"ROLLUP_HOURLY_RETENTION_DAYS": bad})
 
 
-def test_fleet_edges_are_read_device_by_device(three_days, engine):
-    """A window cutting through hours reads its edges through the (device, ts) key,
-    never by scanning a time range of every device's rows."""
+def fleet_plan(engine, start, end) -> tuple[str, object]:
+    """The plan of the fleet's figures over [start, end), and the window's split."""
     from models.fleet import PER_VEHICLE
 
-    roll_up(engine, at(60) + SETTLE, max_hours=60)
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
         conn.execute(text("SET LOCAL enable_seqscan = off"))  # what is left is the plan's choice
-        split = split_window(at(24.5), at(48.5), rollup_marks(conn))
-        plan = "\n".join(conn.execute(text("EXPLAIN " + PER_VEHICLE[False]), split.params()).scalars())
+        split = split_window(start, end, rollup_marks(conn), quarters=True)
+        statement = PER_VEHICLE[False, reads_history(split, False)]
+        return "\n".join(conn.execute(text("EXPLAIN " + statement), split.params()).scalars()), split
+
+
+def test_fleet_edges_are_read_device_by_device(three_days, engine):
+    """A window cutting through quarter hours reads what is left of its edges
+    through the (device, ts) key, never by scanning a time range of every
+    device's rows."""
+    roll_up(engine, at(60) + SETTLE, max_hours=60)
+    plan, split = fleet_plan(engine, at(24.5) + timedelta(minutes=7), at(48.5) + timedelta(minutes=7))
+    assert (split.quarters_start, split.quarters_end) == (at(24.75), at(48.5))
     assert "pk_vehicle_readings" in plan or "vehicle_readings_p" in plan, plan
     assert "ix_vehicle_readings_ts" not in plan and "ts_idx" not in plan, plan
     assert "Index Cond: ((vehicle_id = v.vehicle_id)" in plan, plan
+
+
+def test_fleet_edges_on_quarter_hours_read_rollups_only(three_days, engine, client):
+    """A fleet window cut at :30 reads its edges' partial hours from 15-minute
+    rollups, and no history at all; its figures are history's."""
+    roll_up(engine, at(60) + SETTLE, max_hours=60)
+    plan, split = fleet_plan(engine, at(24.5), at(48.5))
+    assert (split.quarters_start, split.quarters_end) == (at(24.5), at(48.5))
+    assert "_readings" not in plan, plan
+    assert "vehicle_15min" in plan and "meter_15min" in plan, plan
+    response = client.get("/v1/analytics/fleet", headers=OPERATOR,
+                          query_string={"from": iso(at(24.5)), "to": iso(at(48.5))})
+    assert response.status_code == 200, response.json
+    v1 = next(v for v in response.json["vehicles"] if v["vehicleId"] == "V-1")
+    # A reading every 20 minutes: 72 in 24 hours, from 00:40 on.
+    assert v1["readings"] == {"meter": 72, "vehicle": 72}
+    assert v1["acConsumedKwh"] == pytest.approx(72 * 1.5) and v1["dcDeliveredKwh"] == pytest.approx(72 * 1.2)
 
 
 @pytest.mark.parametrize("start_minute, hours, status", [(30, 5000, 400), (30, 4999, 200),
@@ -181,3 +207,21 @@ def test_a_rebuild_writes_the_rollups_in_time_order(three_days, engine):
                                     ("vehicle_daily", "vehicle_id", "day")):
             stored = conn.execute(text(f"SELECT {time}, {device} FROM {table} ORDER BY ctid")).all()
             assert len(stored) > len(DEVICES) and stored == sorted(stored), table
+
+
+@pytest.mark.parametrize(("start", "end", "kept", "quarters"), [
+    # Both edges' hours rolled up: cut at the quarter hours inside the window.
+    (24.6, 47.6, None, (24.75, 47.5)),
+    # The end's hour is not rolled up yet (W = 48): history from the last rolled-up hour.
+    (24.6, 48.6, None, (24.75, 48)),
+    # The start's hour is no longer kept: history up to the first whole hour.
+    (23.5, 30.25, 24, (24, 30.25)),
+    # No whole hour: history throughout.
+    (30.1, 30.9, None, (30.9, 30.9)),
+])
+def test_fleet_windows_are_cut_at_quarter_hours_where_rolled_up_and_kept(start, end, kept, quarters):
+    marks = RollupMarks(at(48), at(kept) if kept is not None else None)
+    split = split_window(at(start), at(end), marks, quarters=True)
+    params = split.params()
+    assert (params["quarters_start"], params["quarters_end"]) == tuple(at(q) for q in quarters)
+    assert split_window(at(start), at(end), marks).params()["quarters_start"] == split.hours_start

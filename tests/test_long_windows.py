@@ -1,5 +1,6 @@
 """Analytics over any window equal raw history: whole days from daily rollups,
-whole hours from hourly ones and the edges from history, whatever the window,
+whole hours from hourly ones, the fleet's edges from 15-minute ones and what is
+left from history, whatever the window,
 the roll-up's progress (mid-hour, in device ranges), late readings, relinks and
 hourly retention. A property test (hypothesis) draws all of them."""
 
@@ -63,6 +64,10 @@ def link(engine, meter_id: str, vehicle_id: str, since: datetime) -> None:
 ROLLED_UP = """
     (t < m.rolled_up_until OR (t = m.rolled_up_until AND device < m.rolling_device))"""
 ROLLUP_CHECKS = {
+    "15min": ("date_bin('15 minutes', ts, '2000-01-01 00:00+00')", "bucket",
+              ROLLED_UP.replace("t <", "date_trunc('hour', t, 'UTC') <").replace(
+                  "t =", "date_trunc('hour', t, 'UTC') =") + """
+        AND (m.hours_kept_since IS NULL OR t >= m.hours_kept_since)"""),
     "hourly": ("date_trunc('hour', ts, 'UTC')", "hour", ROLLED_UP + """
         AND (m.hours_kept_since IS NULL OR t >= m.hours_kept_since)"""),
     "daily": ("date_trunc('day', ts, 'UTC')", "day",
@@ -111,21 +116,24 @@ def fresh(engine, settings):
     return empty
 
 
-span = st.floats(min_value=-3600, max_value=DAYS * 86400 + 3600)
+# Any instant, or one on a quarter hour (the fleet's edges then read 15-minute rollups only).
+span = st.one_of(st.floats(min_value=-3600, max_value=DAYS * 86400 + 3600),
+                 st.integers(-4, DAYS * 96 + 4).map(lambda quarter: quarter * 900.0))
 
 
 # No shrinking: a failing example is printed as drawn (shrinking one took minutes).
 @settings(max_examples=30, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32), rolled_hours=st.integers(0, DAYS * 24), ranges=st.integers(0, 3),
-       kept_day=st.one_of(st.none(), st.integers(1, DAYS)),
+       kept_day=st.one_of(st.none(), st.integers(1, DAYS)), relinks=st.booleans(),
        windows=st.lists(st.tuples(span, span), min_size=3, max_size=3))
 def test_figures_over_any_window_equal_raw_history(fresh, engine, seed, rolled_hours, ranges,
-                                                   kept_day, windows):
+                                                   kept_day, relinks, windows):
     fresh()
     rng = random.Random(seed)
     for meter_id in METERS:  # links, relinks mid-hour and mid-day, one meter linked late
-        for since in sorted(rng.sample(range(-3600, DAYS * 86400, 61), rng.randint(1, 3))):
+        sinces = rng.sample(range(-3600, DAYS * 86400, 61), rng.randint(1, 3)) if relinks else [-7200]
+        for since in sorted(sinces):
             link(engine, meter_id, rng.choice(VEHICLES), at_s(since + rng.random()))
     store(engine, readings(rng, 400, 0, DAYS * 86400))
     roll_up(engine, T0 + timedelta(hours=rolled_hours) + SETTLE, max_hours=rolled_hours,
@@ -136,7 +144,8 @@ def test_figures_over_any_window_equal_raw_history(fresh, engine, seed, rolled_h
         drop_hours_before(engine, T0 + timedelta(days=kept_day))
         drop_hours_before(engine, T0 + timedelta(days=kept_day))
     store(engine, readings(rng, 60, 0, DAYS * 86400))  # late readings, many of rolled-up hours
-    link(engine, "M-1", rng.choice(VEHICLES), at_s(rng.uniform(0, DAYS * 86400)))  # a late relink
+    if relinks:  # a late relink
+        link(engine, "M-1", rng.choice(VEHICLES), at_s(rng.uniform(0, DAYS * 86400)))
     assert_rollups_exact(engine)
 
     for a, b in windows:
