@@ -64,7 +64,7 @@ def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) 
     the whole window, and its history is the window's edges: constant bounds
     that leave the planner one or two partitions to plan. With them, a span's
     history may lie anywhere in the window, and hours of its days are cut too."""
-    if reads_quarters(one_vehicle, relinked):
+    if uses_fleet_cuts(one_vehicle, relinked):
         return _fleet_ac_parts(bucketed, history)
     t = "p.t, " if bucketed else ""
     history = _ac_history(bucketed, relinked) if history else ""
@@ -102,21 +102,36 @@ def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) 
     )"""
 
 
+# The rollup pieces of a window (models/windows.py) as (unit, time column, from,
+# to), fleet-wide (with quarter hours and 6-hour blocks) or not.
+PIECES = [("daily", "day", "days_start", "days_end"),
+          ("hourly", "hour", "hours_start", "days_start"),
+          ("hourly", "hour", "days_end", "rolled_end")]
+FLEET_PIECES = [("daily", "day", "days_start", "days_end"),
+                ("hourly", "hour", "hours_start", "before_blocks_start"),
+                ("6h", "bucket", "before_blocks_start", "before_blocks_end"),
+                ("hourly", "hour", "before_blocks_end", "days_start"),
+                ("hourly", "hour", "days_end", "after_blocks_start"),
+                ("6h", "bucket", "after_blocks_start", "after_blocks_end"),
+                ("hourly", "hour", "after_blocks_end", "rolled_end"),
+                ("15min", "bucket", "quarters_start", "hours_start"),
+                ("15min", "bucket", "rolled_end", "quarters_end")]
+
+
+def _rollup_pieces(kind: str, columns: str, fleet: bool, bucketed: bool, only: str = "") -> list[str]:
+    """SELECTs of `columns` from each rollup piece of the window (PIECES)."""
+    return [f"SELECT {kind}_id, {_bucket(column, bucketed)}{columns} FROM {kind}_{unit}"
+            f" WHERE {column} >= :{a} AND {column} < :{b} {only}"
+            for unit, column, a, b in (FLEET_PIECES if fleet else PIECES)]
+
+
 def _fleet_ac_parts(bucketed: bool, history: bool) -> str:
     """AC of each span when every span is the whole window (fleet-wide, no link
     starting inside it): every meter's rollups of the window are summed first,
     then given to its span's vehicle, so that each rollup row is hashed once."""
     t = "t, " if bucketed else ""
-    rollup = ("SELECT meter_id, {t}kwh_consumed_ac AS kwh, readings AS n FROM {table}"
-              " WHERE {column} >= :{a} AND {column} < :{b}")
-    parts = [rollup.format(t=_bucket(column, bucketed), table=table, column=column, a=a, b=b)
-             for table, column, a, b in (
-                 ("meter_daily", "day", "days_start", "days_end"),
-                 ("meter_hourly", "hour", "hours_start", "days_start"),
-                 ("meter_hourly", "hour", "days_end", "rolled_end"),
-                 ("meter_15min", "bucket", "quarters_start", "hours_start"),
-                 ("meter_15min", "bucket", "rolled_end", "quarters_end"))]
-    union = "\n            UNION ALL ".join(parts)
+    union = "\n            UNION ALL ".join(
+        _rollup_pieces("meter", "kwh_consumed_ac AS kwh, readings AS n", True, bucketed))
     return f"""
     meter_sums AS (
         SELECT meter_id, {t}sum(kwh) AS kwh, sum(n) AS n FROM (
@@ -134,28 +149,16 @@ def _dc_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) 
     t = "p.t, " if bucketed else ""
     only = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
     live = "WHERE v.vehicle_id = :vehicle_id" if one_vehicle else ""
-    rollup = ("SELECT vehicle_id, {t}kwh_delivered_dc AS kwh, battery_temp_sum AS temp_sum,"
-              " battery_temp_max AS temp_max, readings AS n FROM {table} WHERE {range} " + only)
     edges = [
         f"SELECT v.vehicle_id, {t}p.kwh, p.temp_sum, p.temp_max, p.n FROM live_vehicles v "
         + _lateral('vehicle_id', VEHICLE_SUMS, 'vehicle_readings',
                    f'v.vehicle_id AND x.ts >= :{a} AND x.ts < :{b}', bucketed) + f" {live}"
         for a, b in (("start", "quarters_start"), ("quarters_end", "end"))
     ] if history else []
-    quarters = [rollup.format(t=_bucket("bucket", bucketed), table="vehicle_15min",
-                           range=f"bucket >= :{a} AND bucket < :{b}")
-             for a, b in (("quarters_start", "hours_start"), ("rolled_end", "quarters_end"))
-             ] if reads_quarters(one_vehicle, relinked) else []
-    parts = [
-        rollup.format(t=_bucket("day", bucketed), table="vehicle_daily",
-                      range="day >= :days_start AND day < :days_end"),
-        rollup.format(t=_bucket("hour", bucketed), table="vehicle_hourly",
-                      range="hour >= :hours_start AND hour < :days_start"),
-        rollup.format(t=_bucket("hour", bucketed), table="vehicle_hourly",
-                      range="hour >= :days_end AND hour < :rolled_end"),
-        *quarters,
-        *edges,
-    ]
+    columns = ("kwh_delivered_dc AS kwh, battery_temp_sum AS temp_sum,"
+               " battery_temp_max AS temp_max, readings AS n")
+    parts = [*_rollup_pieces("vehicle", columns, uses_fleet_cuts(one_vehicle, relinked), bucketed, only),
+             *edges]
     return "\n    dc_parts AS (\n        " + "\n        UNION ALL\n        ".join(parts) + "\n    )"
 
 
@@ -189,10 +192,10 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
     )"""
 
 
-def reads_quarters(one_vehicle: bool, relinked: bool) -> bool:
-    """Whether `vehicle_figures_sql` reads the edges' partial hours from 15-minute
-    rollups (split_window's `quarters`): fleet-wide, unless links start inside the
-    window (a span's edges may then lie anywhere in it)."""
+def uses_fleet_cuts(one_vehicle: bool, relinked: bool) -> bool:
+    """Whether `vehicle_figures_sql` reads quarter hours and 6-hour blocks
+    (split_window's `fleet`): fleet-wide, unless links start inside the window
+    (a span's edges may then lie anywhere in it)."""
     return not one_vehicle and not relinked
 
 

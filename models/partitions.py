@@ -74,12 +74,13 @@ def partitions(conn: Connection, table: str) -> dict[date, str]:
 
 def drop_before(engine: Engine, cutoff: date) -> list[str]:
     """Drop every partition that holds only days before `cutoff`, and the
-    15-minute, hourly and daily rollups and stored sessions of those days; returns the partitions' names."""
+    rollups and stored sessions of those days; returns the partitions' names."""
     dropped = []
     with engine.begin() as conn:
         midnight = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
         for rollup, column in (("meter_15min", "bucket"), ("vehicle_15min", "bucket"),
                                ("meter_hourly", "hour"), ("vehicle_hourly", "hour"),
+                               ("meter_6h", "bucket"), ("vehicle_6h", "bucket"),
                                ("meter_daily", "day"), ("vehicle_daily", "day")):
             conn.execute(text(f"DELETE FROM {rollup} WHERE {column} < :cutoff"), {"cutoff": midnight})
         forget_sessions_before(conn, midnight)

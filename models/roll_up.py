@@ -7,8 +7,9 @@ watermark lock only while it sums its own devices' readings and marks the
 vehicles that charged in the hour, whose stored sessions are recomputed after
 the hour, a few vehicles per transaction (models/session_store.py). A drain
 waits for one such transaction at most, however large the fleet: the ranges,
-not the hour, bound the wait. With its last hour (23:00), each range also rolls
-up its devices' day, from their 24 hourly rows.
+not the hour, bound the wait. Each range sums its devices' hour from their
+quarter hours (one read of history for both); with the last hour of a 6-hour
+block or of a day, it also rolls up their block or day from its hourly rows.
 
 A roll-up waiting for the lock holds no drain up: PostgreSQL grants a row's
 FOR SHARE at once while only FOR SHARE holders have it, so new drains pass a
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, Engine, text
 
 from models.rollups import KINDS, lock_watermark, rolled_up_until
 from models.session_store import MARK, rebuild_sessions, store_marked_sessions
-from models.windows import DAY, HOUR, ceil_to, floor_sql, floor_to
+from models.windows import BLOCK, DAY, HOUR, ceil_to, floor_sql, floor_to
 
 # An hour is rolled up this long after it ends: the readings of its last
 # minute are drained by then, and fewer take the late path.
@@ -51,8 +52,8 @@ def _in_range(device: str) -> str:
     return f"{device} >= :first AND (CAST(:stop AS text) IS NULL OR {device} < :stop)"
 
 
-def _range_statements(kind: str) -> tuple[str, str]:
-    """An hour, and a day from its hours, of one kind for the devices in
+def _range_statements(kind: str) -> tuple[str, str, str]:
+    """An hour, and a day and a 6-hour block from its hours, of one kind for the devices in
     [:first, :stop). Devices come from live state (every device that ever stored a
     reading has a row there) and each is read through its own index range, so a
     range costs its own devices' rows whatever order history was loaded in."""
@@ -71,15 +72,22 @@ def _range_statements(kind: str) -> tuple[str, str]:
         INSERT INTO {kind}_hourly AS r ({dev}, hour, {k['columns']})
         SELECT {dev}, :hour, {k['resum']} FROM quarters GROUP BY 1 ORDER BY 1
         ON CONFLICT ({dev}, hour) DO UPDATE SET {k['replace']}"""
-    day = f"""
-        INSERT INTO {kind}_daily AS r ({dev}, day, {k['columns']})
-        SELECT l.{dev}, :day, x.* FROM live_{kind}s l CROSS JOIN LATERAL (
+    return hour, _from_hours(kind, "daily", "day", "day"), _from_hours(kind, "6h", "bucket", "block")
+
+
+def _from_hours(kind: str, unit: str, column: str, period: str) -> str:
+    """A day's (or 6-hour block's) rollups from its hourly ones, for the devices
+    in [:first, :stop); the period is [:{period}, :{period}_end)."""
+    k = KINDS[kind]
+    dev = k["device"]
+    return f"""
+        INSERT INTO {kind}_{unit} AS r ({dev}, {column}, {k['columns']})
+        SELECT l.{dev}, :{period}, x.* FROM live_{kind}s l CROSS JOIN LATERAL (
             SELECT {k['resum']} FROM {kind}_hourly h
-            WHERE h.{dev} = l.{dev} AND h.hour >= :day AND h.hour < :day_end
+            WHERE h.{dev} = l.{dev} AND h.hour >= :{period} AND h.hour < :{period}_end
             HAVING count(*) > 0) x
         WHERE {_in_range('l.' + dev)}
-        ON CONFLICT ({dev}, day) DO UPDATE SET {k['replace']}"""
-    return hour, day
+        ON CONFLICT ({dev}, {column}) DO UPDATE SET {k['replace']}"""
 
 
 # The range's vehicles that charged in the hour: their stored sessions from the
@@ -95,9 +103,8 @@ MARK_HOUR = text(f"""
     {MARK}
 """)
 
-RANGE_HOUR, RANGE_DAY = zip(*(_range_statements(kind) for kind in KINDS), strict=True)
-RANGE_HOUR = [text(s) for s in RANGE_HOUR]
-RANGE_DAY = [text(s) for s in RANGE_DAY]
+RANGE_HOUR, RANGE_DAY, RANGE_BLOCK = ([text(s) for s in statements] for statements in zip(
+    *(_range_statements(kind) for kind in KINDS), strict=True))
 
 
 def roll_up(engine: Engine, now: datetime, max_hours: int = 24,
@@ -127,14 +134,16 @@ def roll_up_range(engine: Engine, now: datetime, range_devices: int = RANGE_DEVI
         if hour + HOUR > now - SETTLE:
             return None
         bounds = {"first": first or "", "hour": hour, "hour_end": hour + HOUR,
-                  "day": floor_to(hour, DAY), "day_end": floor_to(hour, DAY) + DAY}
+                  "day": floor_to(hour, DAY), "day_end": floor_to(hour, DAY) + DAY,
+                  "block": floor_to(hour, BLOCK), "block_end": floor_to(hour, BLOCK) + BLOCK}
         bounds["stop"] = conn.execute(RANGE_END, {"first": bounds["first"], "n": range_devices}).scalar()
         for statement in RANGE_HOUR:
             conn.execute(statement, bounds)
         conn.execute(MARK_HOUR, bounds)
-        if hour + HOUR == bounds["day_end"]:
-            for statement in RANGE_DAY:
-                conn.execute(statement, bounds)
+        for last_hour_of, statements in (("block_end", RANGE_BLOCK), ("day_end", RANGE_DAY)):
+            if hour + HOUR == bounds[last_hour_of]:
+                for statement in statements:
+                    conn.execute(statement, bounds)
         last = bounds["stop"] is None
         conn.execute(MOVE_WATERMARK, {"until": hour + HOUR if last else hour,
                                       "device": None if last else bounds["stop"]})
@@ -161,14 +170,16 @@ def _rebuild_statements(kind: str) -> list[str]:
         f"""INSERT INTO {kind}_hourly ({dev}, hour, {k['columns']})
             SELECT {dev}, {floor_sql('bucket', 'hour')}, {k['resum']} FROM {kind}_15min
             WHERE bucket >= :start AND bucket < :end GROUP BY 1, 2 ORDER BY 2, 1""",
-        f"DELETE FROM {kind}_daily WHERE day >= :start AND day < :end",
-        f"""INSERT INTO {kind}_daily ({dev}, day, {k['columns']})
-            SELECT {dev}, {floor_sql('hour', 'day')}, {k['resum']} FROM {kind}_hourly
-            WHERE hour >= :start AND hour < :end GROUP BY 1, 2 ORDER BY 2, 1""",
-        # Hours (and 15 minutes) no longer kept were needed only for their days.
+        *(statement for unit, column, period in (("6h", "bucket", "block"), ("daily", "day", "day"))
+          for statement in (
+              f"DELETE FROM {kind}_{unit} WHERE {column} >= :start AND {column} < :end",
+              f"""INSERT INTO {kind}_{unit} ({dev}, {column}, {k['columns']})
+                  SELECT {dev}, {floor_sql('hour', period)}, {k['resum']} FROM {kind}_hourly
+                  WHERE hour >= :start AND hour < :end GROUP BY 1, 2 ORDER BY 2, 1""")),
+        # Rollups finer than a day no longer kept were needed only for their days.
         *(f"""DELETE FROM {kind}_{unit} WHERE {column} >= :start AND {column} < :end
               AND {column} < (SELECT hours_kept_since FROM rollup_watermark)"""
-          for unit, column in (("15min", "bucket"), ("hourly", "hour"))),
+          for unit, column in (("15min", "bucket"), ("hourly", "hour"), ("6h", "bucket"))),
     ]
 
 
@@ -197,7 +208,7 @@ KEEP_HOURS_SINCE = text("""
 
 
 def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
-    """Stop reading hourly and 15-minute rollups before `cutoff` (a midnight; never a day not
+    """Stop reading hourly, 6-hour and 15-minute rollups before `cutoff` (a midnight; never a day not
     rolled up yet), and delete those that the previous call stopped reading: a
     query may have read the old mark just before it moved. Returns the rows deleted."""
     with engine.begin() as conn:
@@ -209,7 +220,7 @@ def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
     deleted = 0
     with engine.begin() as conn:
         for kind in KINDS:
-            for unit, column in (("15min", "bucket"), ("hourly", "hour")):
+            for unit, column in (("15min", "bucket"), ("hourly", "hour"), ("6h", "bucket")):
                 deleted += conn.execute(text(f"DELETE FROM {kind}_{unit} WHERE {column} < :before"),
                                         {"before": previous}).rowcount
     return deleted

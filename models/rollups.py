@@ -1,25 +1,27 @@
-"""Daily, hourly and 15-minute rollups of history: per device and UTC day, hour or
-15 minutes, the sums analytics need, so that a window reads one row per
-device-day or device-hour instead of 1,440 or 60 readings, and a fleet-wide
-read of an edge's partial hour one row per device and 15 minutes instead of 15
-readings (models/windows.py says which part of a window comes from which).
+"""Rollups of history: per device and UTC day, 6 hours, hour or 15 minutes, the
+sums analytics need, so that a window reads one row per device-day or
+device-hour instead of 1,440 or 60 readings; fleet-wide reads also read one row
+per device and 6-hour block of the hours outside whole days, and per device and
+quarter hour of the edges' partial hours (models/windows.py says which part of a
+window comes from which).
 
 What the rollups hold is recorded in one row, `rollup_watermark`:
 
 - `rolled_up_until` (W): every device-hour before W is rolled up (with its
-  15 minutes), and every device-day before W's midnight;
+  quarter hours), and every device-day and 6-hour block whose last hour is;
 - `rolling_device` (D): W's own hour is being rolled up in device ranges
   (models/roll_up.py), and is rolled up for the devices before D (none when
-  NULL); a device-day is rolled up with its last hour (23:00);
-- `hours_kept_since` (K): hourly and 15-minute rollups before K have been
-  dropped (ROLLUP_HOURLY_RETENTION_DAYS; NULL: none), daily ones are kept.
+  NULL); a device-day or block is rolled up with its last hour;
+- `hours_kept_since` (K): hourly, 6-hour and 15-minute rollups before K have
+  been dropped (ROLLUP_HOURLY_RETENTION_DAYS; NULL: none), daily ones are kept.
 
-Analytics read rollups only before W and hours and 15 minutes only from K; the
-device-hours of hour W already rolled up are not read until the whole hour is.
+Analytics read rollups only before W, and those finer than a day only from K;
+the device-hours of hour W already rolled up are not read until the whole hour
+is.
 
 A reading stored after its device-hour was rolled up (a late one) is added to
-its 15-minute and hourly (if kept) and daily rollups by the drain, in the statement that
-inserts it into history. The drain and a roll-up must not miss each other: the
+its 15-minute, hourly and 6-hour (if kept) and daily rollups by the drain, in
+the statement that inserts it into history. The drain and a roll-up must not miss each other: the
 drain reads the watermark FOR SHARE at the start of its transaction, a roll-up
 locks it FOR UPDATE before reading history. So a roll-up waits for the drains
 in flight to commit (their readings are then in what it reads), and the drains
@@ -111,6 +113,31 @@ class Vehicle15Min(Base):
     readings: Mapped[int] = mapped_column(Integer)
 
 
+class Meter6h(Base):
+    """Read only fleet-wide, by time: the whole 6-hour blocks of a fleet window's
+    hours outside whole days (one device reads those hours)."""
+
+    __tablename__ = "meter_6h"
+    __table_args__ = (Index("ix_meter_6h_bucket", "bucket", "meter_id"),)
+
+    meter_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    kwh_consumed_ac: Mapped[float] = mapped_column(Double)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
+class Vehicle6h(Base):
+    __tablename__ = "vehicle_6h"
+    __table_args__ = (Index("ix_vehicle_6h_bucket", "bucket", "vehicle_id"),)
+
+    vehicle_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    kwh_delivered_dc: Mapped[float] = mapped_column(Double)
+    battery_temp_sum: Mapped[float] = mapped_column(Double)
+    battery_temp_max: Mapped[float] = mapped_column(Double)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
 class RollupWatermark(Base):
     """One row: what the rollups hold (module docstring)."""
 
@@ -169,7 +196,7 @@ def late_rollups_cte(kind: str) -> str:
     same order."""
     k = KINDS[kind]
     dev = k["device"]
-    quarter, hour, day = (floor_sql("ts", unit) for unit in ("quarter", "hour", "day"))
+    quarter, hour, block, day = (floor_sql("ts", unit) for unit in ("quarter", "hour", "block", "day"))
     return f"""
     late_quarters AS (
         INSERT INTO {kind}_15min AS r ({dev}, bucket, {k['columns']})
@@ -185,6 +212,13 @@ def late_rollups_cte(kind: str) -> str:
           AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)
         GROUP BY 1, 2 ORDER BY 1, 2
         ON CONFLICT ({dev}, hour) DO UPDATE SET {k['merge']}
+    ), late_blocks AS (
+        INSERT INTO {kind}_6h AS r ({dev}, bucket, {k['columns']})
+        SELECT {dev}, {block}, {k['sums']} FROM stored, rollup_watermark m
+        WHERE {rolled_up_sql(dev, block + " + interval '5 hours'")}
+          AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)
+        GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT ({dev}, bucket) DO UPDATE SET {k['merge']}
     ), late_days AS (
         INSERT INTO {kind}_daily AS r ({dev}, day, {k['columns']})
         SELECT {dev}, {day}, {k['sums']} FROM stored, rollup_watermark m

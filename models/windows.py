@@ -1,4 +1,5 @@
-"""How an analytics window splits between history, 15-minute, hourly and daily rollups.
+"""How an analytics window splits between history and daily, 6-hour, hourly and
+15-minute rollups.
 
 A window [start, end) is cut at seven instants,
 
@@ -7,23 +8,28 @@ A window [start, end) is cut at seven instants,
 
 and each piece is read from one source, so that every reading is counted once:
 
-- [start, quarters_start) and [quarters_end, end): history (the partial 15 minutes at
-  the edges, and the hours not rolled up yet);
-- [quarters_start, hours_start) and [rolled_end, quarters_end): 15-minute rollups, of
-  the edges' partial hours when they are rolled up (fleet-wide reads only: see
-  `split_window`; otherwise these pieces are empty and history reads them);
-- [hours_start, days_start) and [days_end, rolled_end): hourly rollups;
+- [start, quarters_start) and [quarters_end, end): history (the partial
+  quarter hours at the edges, and the hours not rolled up yet);
+- [quarters_start, hours_start) and [rolled_end, quarters_end): 15-minute
+  rollups, of the edges' partial hours when they are rolled up and kept;
+- [hours_start, days_start) and [days_end, rolled_end): hourly rollups, except
+  the whole 6-hour blocks in each (`before_blocks`, `after_blocks`), read from
+  6-hour rollups;
 - [days_start, days_end): daily rollups (whole UTC days, all rolled up).
 
-Rollups hold only what is before the watermark (models/rollups.py), and hourly
-and 15-minute ones only since `hours_kept_since` (ROLLUP_HOURLY_RETENTION_DAYS). A window
-that would need hours no longer kept is widened to whole UTC days (`start`
-floored, `end` ceiled to midnight) and answered from days: the split's
-`start` and `end` are then the window actually answered, which responses
-state. Series finer than a day take no days; finer than an hour, no rollups.
+Quarter hours and blocks are for fleet-wide reads (`split_window`'s `fleet`):
+otherwise those pieces are empty, and history and hourly rollups read them.
+
+Rollups hold only what is before the watermark (models/rollups.py), and hourly,
+6-hour and 15-minute ones only since `hours_kept_since`
+(ROLLUP_HOURLY_RETENTION_DAYS). A window that would need hours no longer kept
+is widened to whole UTC days (`start` floored, `end` ceiled to midnight) and
+answered from days: the split's `start` and `end` are then the window actually
+answered, which responses state. Series finer than a day take no days; finer
+than an hour, no rollups.
 
 A meter-link span inside the window (`SPAN_SPLIT`) is cut the same way, within
-the window's pieces.
+the window's pieces (no quarter hours or blocks: see models/figures.py).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from enum import Enum
 
 QUARTER = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
+BLOCK = timedelta(hours=6)
 DAY = timedelta(days=1)
 # Stands for "every hour is kept": earlier than any reading.
 ALL_KEPT = datetime(1, 1, 1, tzinfo=UTC)
@@ -65,14 +72,21 @@ class WindowSplit:
     rolled_end: datetime
     end: datetime
     hours_kept_since: datetime
-    quarters_start: datetime | None = None  # None: hours_start (no 15-minute piece)
-    quarters_end: datetime | None = None  # None: rolled_end
+    # Fleet-wide cuts (module docstring); None: the pieces are empty.
+    quarters_start: datetime | None = None
+    quarters_end: datetime | None = None
+    before_blocks: tuple[datetime, datetime] | None = None
+    after_blocks: tuple[datetime, datetime] | None = None
 
     def params(self) -> dict[str, datetime]:
         """The cuts as the bind parameters the analytics SQL names."""
+        before = self.before_blocks or (self.days_start, self.days_start)
+        after = self.after_blocks or (self.rolled_end, self.rolled_end)
         return {"start": self.start, "quarters_start": self.quarters_start or self.hours_start,
-                "hours_start": self.hours_start, "days_start": self.days_start,
-                "days_end": self.days_end, "rolled_end": self.rolled_end,
+                "hours_start": self.hours_start, "before_blocks_start": before[0],
+                "before_blocks_end": before[1], "days_start": self.days_start,
+                "days_end": self.days_end, "after_blocks_start": after[0],
+                "after_blocks_end": after[1], "rolled_end": self.rolled_end,
                 "quarters_end": self.quarters_end or self.rolled_end, "end": self.end,
                 "hours_kept_since": self.hours_kept_since}
 
@@ -83,10 +97,9 @@ class WindowSplit:
 
 
 def floor_to(t: datetime, unit: timedelta) -> datetime:
-    if unit == DAY:
-        return t.replace(hour=0, minute=0, second=0, microsecond=0)
-    hour = t.replace(minute=0, second=0, microsecond=0)
-    return hour if unit == HOUR else hour + (t - hour) // unit * unit
+    """The start of the UTC `unit` (a day, or a part of one) holding t (in UTC)."""
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if unit == DAY else day + (t - day) // unit * unit
 
 
 def ceil_to(t: datetime, unit: timedelta) -> datetime:
@@ -95,13 +108,14 @@ def ceil_to(t: datetime, unit: timedelta) -> datetime:
 
 
 def split_window(start: datetime, end: datetime, marks: RollupMarks,
-                 finest: Finest = Finest.DAY, quarters: bool = False) -> WindowSplit:
+                 finest: Finest = Finest.DAY, fleet: bool = False) -> WindowSplit:
     """Where each part of [start, end) is read from (bounds in any zone).
 
-    With `quarters`, the edges' partial hours come from 15-minute rollups where they
-    are rolled up and kept, and only their partial 15 minutes from history: for
-    fleet-wide reads, which would otherwise read every device's history of both
-    edges. One device's edges are cheaper from history (an index range each)."""
+    With `fleet`, the edges' rolled-up, kept partial hours come from 15-minute
+    rollups, and the whole 6-hour blocks of the hours from 6-hour ones: for
+    fleet-wide reads, which sum every device's rows of each piece. One device
+    reads its edges from history and its hours from hourly rollups, an index
+    range each."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     kept = marks.hours_kept_since or ALL_KEPT
     split = _split(start, end, marks.rolled_up_until, kept, finest)
@@ -109,13 +123,18 @@ def split_window(start: datetime, end: datetime, marks: RollupMarks,
         wider_start = floor_to(start, DAY) if start < kept else start
         wider_end = ceil_to(end, DAY) if end < kept else end
         split = _split(wider_start, wider_end, marks.rolled_up_until, kept, finest)
-    return _with_quarters(split, marks.rolled_up_until) if quarters and finest is not Finest.NONE else split
+    return _fleet_cuts(split, marks.rolled_up_until) if fleet and finest is Finest.DAY else split
 
 
-def _with_quarters(split: WindowSplit, rolled_up_until: datetime) -> WindowSplit:
-    """The split with its edges' rolled-up and kept partial hours cut at 15 minutes."""
+def _fleet_cuts(split: WindowSplit, rolled_up_until: datetime) -> WindowSplit:
+    """The split with its edges' rolled-up and kept partial hours cut at quarter
+    hours, and the whole 6-hour blocks of its hours marked."""
     def rolled_and_kept(hour: datetime) -> bool:
         return split.hours_kept_since <= hour < rolled_up_until
+
+    def blocks(a: datetime, b: datetime) -> tuple[datetime, datetime] | None:
+        first, last = ceil_to(a, BLOCK), floor_to(b, BLOCK)
+        return (first, last) if first < last else None
 
     if split.hours_start == split.end:  # no whole hour: history throughout
         return split
@@ -125,7 +144,9 @@ def _with_quarters(split: WindowSplit, rolled_up_until: datetime) -> WindowSplit
     if split.rolled_end < split.end and split.rolled_end == floor_to(split.end, HOUR) \
             and rolled_and_kept(split.rolled_end):
         quarters_end = floor_to(split.end, QUARTER)
-    return replace(split, quarters_start=quarters_start, quarters_end=quarters_end)
+    return replace(split, quarters_start=quarters_start, quarters_end=quarters_end,
+                   before_blocks=blocks(split.hours_start, split.days_start),
+                   after_blocks=blocks(split.days_end, split.rolled_end))
 
 
 def _split(start: datetime, end: datetime, rolled_up_until: datetime, kept: datetime,
@@ -143,11 +164,11 @@ def _split(start: datetime, end: datetime, rolled_up_until: datetime, kept: date
 
 
 # The units of floor_sql and ceil_sql.
-INTERVALS = {"quarter": "15 minutes", "hour": "1 hour", "day": "1 day"}
+INTERVALS = {"quarter": "15 minutes", "hour": "1 hour", "block": "6 hours", "day": "1 day"}
 
 
 def floor_sql(x: str, unit: str) -> str:
-    """SQL for the whole UTC `unit` ('quarter', 'hour' or 'day') holding the timestamp x.
+    """SQL for the whole UTC `unit` (of INTERVALS) holding the timestamp x.
 
     date_bin, from a UTC midnight, is arithmetic on the instant; date_trunc with
     a zone looks the zone up on every call, which cost 0.5 µs a row: a third of

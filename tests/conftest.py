@@ -37,7 +37,8 @@ from workers.queue import ReadingQueue
 pytest.register_assert_rewrite("tests.servers")
 
 TABLES = ("meter_readings", "vehicle_readings", "live_meters", "live_vehicles", "meter_links",
-          "meter_15min", "vehicle_15min", "meter_hourly", "vehicle_hourly", "meter_daily", "vehicle_daily",
+          "meter_15min", "vehicle_15min", "meter_hourly", "vehicle_hourly", "meter_6h", "vehicle_6h",
+          "meter_daily", "vehicle_daily",
           "dead_letters", "alerts", "gateway_devices", "devices", "gateways",
           "charging_sessions", "session_marks")
 INGEST = {"Authorization": "Bearer test-ingest"}

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from models import partitions
 
 # History (and its partitions), rollups of any period, live state.
-FAMILY = re.compile(r"^(\w+_readings(_p\d{8})?|\w+_(15min|hourly|daily|weekly|monthly)|live_\w+"
+FAMILY = re.compile(r"^(\w+_readings(_p\d{8})?|\w+_(15min|hourly|6h|daily|weekly|monthly)|live_\w+"
                     r"|charging_sessions|session_marks)$")
 DEVICE_COLUMNS = {"meter_id", "vehicle_id", "device_id"}
 # A table of one row that holds no device: a Citus reference table, not distributed.

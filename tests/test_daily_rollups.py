@@ -125,7 +125,7 @@ def fleet_plan(engine, start, end) -> tuple[str, object]:
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
         conn.execute(text("SET LOCAL enable_seqscan = off"))  # what is left is the plan's choice
-        split = split_window(start, end, rollup_marks(conn), quarters=True)
+        split = split_window(start, end, rollup_marks(conn), fleet=True)
         statement = PER_VEHICLE[False, reads_history(split, False)]
         return "\n".join(conn.execute(text("EXPLAIN " + statement), split.params()).scalars()), split
 
@@ -144,12 +144,16 @@ def test_fleet_edges_are_read_device_by_device(three_days, engine):
 
 def test_fleet_edges_on_quarter_hours_read_rollups_only(three_days, engine, client):
     """A fleet window cut at :30 reads its edges' partial hours from 15-minute
-    rollups, and no history at all; its figures are history's."""
+    rollups, its hours' whole 6-hour blocks from 6-hour ones, and no history at
+    all; its figures are history's."""
     roll_up(engine, at(60) + SETTLE, max_hours=60)
     plan, split = fleet_plan(engine, at(24.5), at(48.5))
     assert (split.quarters_start, split.quarters_end) == (at(24.5), at(48.5))
+    # 01:00-06:00 hours, 06:00-24:00 three blocks; the next day's 00:00-00:30 quarters.
+    assert (split.before_blocks, split.after_blocks) == ((at(30), at(48)), None)
     assert "_readings" not in plan, plan
-    assert "vehicle_15min" in plan and "meter_15min" in plan, plan
+    for table in ("15min", "6h", "hourly"):
+        assert f"vehicle_{table}" in plan and f"meter_{table}" in plan, plan
     response = client.get("/v1/analytics/fleet", headers=OPERATOR,
                           query_string={"from": iso(at(24.5)), "to": iso(at(48.5))})
     assert response.status_code == 200, response.json
@@ -209,19 +213,23 @@ def test_a_rebuild_writes_the_rollups_in_time_order(three_days, engine):
             assert len(stored) > len(DEVICES) and stored == sorted(stored), table
 
 
-@pytest.mark.parametrize(("start", "end", "kept", "quarters"), [
+@pytest.mark.parametrize(("start", "end", "kept", "quarters", "blocks"), [
     # Both edges' hours rolled up: cut at the quarter hours inside the window.
-    (24.6, 47.6, None, (24.75, 47.5)),
+    (24.6, 47.6, None, (24.75, 47.5), ((30, 42), None)),
     # The end's hour is not rolled up yet (W = 48): history from the last rolled-up hour.
-    (24.6, 48.6, None, (24.75, 48)),
+    (24.6, 48.6, None, (24.75, 48), ((30, 48), None)),
     # The start's hour is no longer kept: history up to the first whole hour.
-    (23.5, 30.25, 24, (24, 30.25)),
+    (23.5, 30.25, 24, (24, 30.25), (None, (24, 30))),
     # No whole hour: history throughout.
-    (30.1, 30.9, None, (30.9, 30.9)),
+    (30.1, 30.9, None, (30.9, 30.9), (None, None)),
 ])
-def test_fleet_windows_are_cut_at_quarter_hours_where_rolled_up_and_kept(start, end, kept, quarters):
+def test_fleet_windows_are_cut_at_quarter_hours_and_blocks(start, end, kept, quarters, blocks):
+    """Quarter hours where the edges' hours are rolled up and kept; whole 6-hour
+    blocks of the hours before and after the whole days; none of them for one vehicle."""
     marks = RollupMarks(at(48), at(kept) if kept is not None else None)
-    split = split_window(at(start), at(end), marks, quarters=True)
+    split = split_window(at(start), at(end), marks, fleet=True)
     params = split.params()
     assert (params["quarters_start"], params["quarters_end"]) == tuple(at(q) for q in quarters)
-    assert split_window(at(start), at(end), marks).params()["quarters_start"] == split.hours_start
+    assert tuple(b and (at(b[0]), at(b[1])) for b in blocks) == (split.before_blocks, split.after_blocks)
+    one_vehicle = split_window(at(start), at(end), marks)
+    assert (one_vehicle.quarters_start, one_vehicle.before_blocks, one_vehicle.after_blocks) == (None,) * 3

@@ -1,6 +1,7 @@
 """Analytics over any window equal raw history: whole days from daily rollups,
-whole hours from hourly ones, the fleet's edges from 15-minute ones and what is
-left from history, whatever the window,
+whole hours from hourly ones (the fleet's 6-hour blocks of them from 6-hour
+ones), the fleet's edges from 15-minute ones and what is left from history,
+whatever the window,
 the roll-up's progress (mid-hour, in device ranges), late readings, relinks and
 hourly retention. A property test (hypothesis) draws all of them."""
 
@@ -58,9 +59,10 @@ def link(engine, meter_id: str, vehicle_id: str, since: datetime) -> None:
             {"m": meter_id, "s": since, "v": vehicle_id})
 
 
-# Every rollup row the analytics may read, against history's own sums: hours in
-# [K, W) and the devices of hour W before D; days before W's midnight, and the
-# devices' day of W's hour 23:00 before D.
+# Every rollup row the analytics may read, against history's own sums: quarter
+# hours and hours in [K, W) and the devices of hour W before D; 6-hour blocks
+# (from K) and days whose last hour is rolled up (before W, or W for the
+# devices before D).
 ROLLED_UP = """
     (t < m.rolled_up_until OR (t = m.rolled_up_until AND device < m.rolling_device))"""
 ROLLUP_CHECKS = {
@@ -69,6 +71,10 @@ ROLLUP_CHECKS = {
                   "t =", "date_trunc('hour', t, 'UTC') =") + """
         AND (m.hours_kept_since IS NULL OR t >= m.hours_kept_since)"""),
     "hourly": ("date_trunc('hour', ts, 'UTC')", "hour", ROLLED_UP + """
+        AND (m.hours_kept_since IS NULL OR t >= m.hours_kept_since)"""),
+    "6h": ("date_bin('6 hours', ts, '2000-01-01 00:00+00')", "bucket",
+           ROLLED_UP.replace("t <", "t + interval '5 hours' <").replace(
+               "t =", "t + interval '5 hours' =") + """
         AND (m.hours_kept_since IS NULL OR t >= m.hours_kept_since)"""),
     "daily": ("date_trunc('day', ts, 'UTC')", "day",
               ROLLED_UP.replace("t <", "t + interval '23 hours' <").replace(
