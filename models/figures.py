@@ -1,7 +1,7 @@
 """The one query behind every analytics figure: per vehicle (and per time bucket,
 for series), AC, DC, battery temperature and reading counts over a window,
-composed from daily, hourly and (fleet-wide) 15-minute rollups and history as the
-window's split says (models/windows.py).
+composed from daily, hourly and (fleet-wide) 6-hour and 15-minute rollups and
+history as the window's split says (models/windows.py).
 
 AC is attributed through the meter links valid at each reading's time: each
 link span, clipped to the window, is cut like the window (`SPAN_SPLIT`). Rollup
@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, text
 
 from models.db import execute_prepared
+from models.rollups import UNITS
 from models.windows import SPAN_SPLIT, RollupMarks, WindowSplit
 
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
@@ -102,27 +103,27 @@ def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) 
     )"""
 
 
-# The rollup pieces of a window (models/windows.py) as (unit, time column, from,
-# to), fleet-wide (with quarter hours and 6-hour blocks) or not.
-PIECES = [("daily", "day", "days_start", "days_end"),
-          ("hourly", "hour", "hours_start", "days_start"),
-          ("hourly", "hour", "days_end", "rolled_end")]
-FLEET_PIECES = [("daily", "day", "days_start", "days_end"),
-                ("hourly", "hour", "hours_start", "before_blocks_start"),
-                ("6h", "bucket", "before_blocks_start", "before_blocks_end"),
-                ("hourly", "hour", "before_blocks_end", "days_start"),
-                ("hourly", "hour", "days_end", "after_blocks_start"),
-                ("6h", "bucket", "after_blocks_start", "after_blocks_end"),
-                ("hourly", "hour", "after_blocks_end", "rolled_end"),
-                ("15min", "bucket", "quarters_start", "hours_start"),
-                ("15min", "bucket", "rolled_end", "quarters_end")]
+# The rollup pieces of a window (models/windows.py) as (unit, from, to),
+# fleet-wide (with quarter hours and 6-hour blocks) or not.
+PIECES = [("daily", "days_start", "days_end"),
+          ("hourly", "hours_start", "days_start"),
+          ("hourly", "days_end", "rolled_end")]
+FLEET_PIECES = [("daily", "days_start", "days_end"),
+                ("hourly", "hours_start", "before_blocks_start"),
+                ("6h", "before_blocks_start", "before_blocks_end"),
+                ("hourly", "before_blocks_end", "days_start"),
+                ("hourly", "days_end", "after_blocks_start"),
+                ("6h", "after_blocks_start", "after_blocks_end"),
+                ("hourly", "after_blocks_end", "rolled_end"),
+                ("15min", "quarters_start", "hours_start"),
+                ("15min", "rolled_end", "quarters_end")]
 
 
 def _rollup_pieces(kind: str, columns: str, fleet: bool, bucketed: bool, only: str = "") -> list[str]:
     """SELECTs of `columns` from each rollup piece of the window (PIECES)."""
-    return [f"SELECT {kind}_id, {_bucket(column, bucketed)}{columns} FROM {kind}_{unit}"
-            f" WHERE {column} >= :{a} AND {column} < :{b} {only}"
-            for unit, column, a, b in (FLEET_PIECES if fleet else PIECES)]
+    return [f"SELECT {kind}_id, {_bucket(UNITS[unit][0], bucketed)}{columns} FROM {kind}_{unit}"
+            f" WHERE {UNITS[unit][0]} >= :{a} AND {UNITS[unit][0]} < :{b} {only}"
+            for unit, a, b in (FLEET_PIECES if fleet else PIECES)]
 
 
 def _fleet_ac_parts(bucketed: bool, history: bool) -> str:

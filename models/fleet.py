@@ -1,5 +1,5 @@
 """Fleet-wide analytics over a window: every vehicle's figures, composed from
-daily, hourly and 15-minute rollups and the history of the window's edges
+daily, 6-hour, hourly and 15-minute rollups and the history of the window's edges
 (models/figures.py), sorted and paged, with the fleet's totals. The sums equal
 those of raw history (tests/test_long_windows.py proves it).
 """

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from models.rollups import KINDS, UNITS
 from models.session_store import forget_sessions_before
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,10 @@ def drop_before(engine: Engine, cutoff: date) -> list[str]:
     dropped = []
     with engine.begin() as conn:
         midnight = datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC)
-        for rollup, column in (("meter_15min", "bucket"), ("vehicle_15min", "bucket"),
-                               ("meter_hourly", "hour"), ("vehicle_hourly", "hour"),
-                               ("meter_6h", "bucket"), ("vehicle_6h", "bucket"),
-                               ("meter_daily", "day"), ("vehicle_daily", "day")):
-            conn.execute(text(f"DELETE FROM {rollup} WHERE {column} < :cutoff"), {"cutoff": midnight})
+        for kind in KINDS:
+            for unit, (column, _, _) in UNITS.items():
+                conn.execute(text(f"DELETE FROM {kind}_{unit} WHERE {column} < :cutoff"),
+                             {"cutoff": midnight})
         forget_sessions_before(conn, midnight)
         for table in HISTORY_TABLES:
             for day, name in sorted(partitions(conn, table).items()):

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-from models.rollups import KINDS, lock_watermark, rolled_up_until
+from models.rollups import KEPT_UNITS, KINDS, UNITS, lock_watermark, rolled_up_until
 from models.session_store import MARK, rebuild_sessions, store_marked_sessions
 from models.windows import BLOCK, DAY, HOUR, ceil_to, floor_sql, floor_to
 
@@ -53,8 +53,8 @@ def _in_range(device: str) -> str:
 
 
 def _range_statements(kind: str) -> tuple[str, str, str]:
-    """An hour, and a day and a 6-hour block from its hours, of one kind for the devices in
-    [:first, :stop). Devices come from live state (every device that ever stored a
+    """An hour, and a day and a 6-hour block from its hours, of one kind for the
+    devices in [:first, :stop). Devices come from live state (every device that ever stored a
     reading has a row there) and each is read through its own index range, so a
     range costs its own devices' rows whatever order history was loaded in."""
     k = KINDS[kind]
@@ -177,9 +177,9 @@ def _rebuild_statements(kind: str) -> list[str]:
                   SELECT {dev}, {floor_sql('hour', period)}, {k['resum']} FROM {kind}_hourly
                   WHERE hour >= :start AND hour < :end GROUP BY 1, 2 ORDER BY 2, 1""")),
         # Rollups finer than a day no longer kept were needed only for their days.
-        *(f"""DELETE FROM {kind}_{unit} WHERE {column} >= :start AND {column} < :end
-              AND {column} < (SELECT hours_kept_since FROM rollup_watermark)"""
-          for unit, column in (("15min", "bucket"), ("hourly", "hour"), ("6h", "bucket"))),
+        *(f"""DELETE FROM {kind}_{unit} WHERE {UNITS[unit][0]} >= :start AND {UNITS[unit][0]} < :end
+              AND {UNITS[unit][0]} < (SELECT hours_kept_since FROM rollup_watermark)"""
+          for unit in KEPT_UNITS),
     ]
 
 
@@ -208,9 +208,10 @@ KEEP_HOURS_SINCE = text("""
 
 
 def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
-    """Stop reading hourly, 6-hour and 15-minute rollups before `cutoff` (a midnight; never a day not
-    rolled up yet), and delete those that the previous call stopped reading: a
-    query may have read the old mark just before it moved. Returns the rows deleted."""
+    """Stop reading the rollups finer than a day (KEPT_UNITS) before `cutoff` (a
+    midnight; never a day not rolled up yet), and delete those that the previous
+    call stopped reading: a query may have read the old mark just before it
+    moved. Returns the rows deleted."""
     with engine.begin() as conn:
         previous = conn.execute(KEPT_SINCE).scalar()
         lock_watermark(conn)
@@ -220,7 +221,7 @@ def drop_hours_before(engine: Engine, cutoff: datetime) -> int:
     deleted = 0
     with engine.begin() as conn:
         for kind in KINDS:
-            for unit, column in (("15min", "bucket"), ("hourly", "hour"), ("6h", "bucket")):
-                deleted += conn.execute(text(f"DELETE FROM {kind}_{unit} WHERE {column} < :before"),
+            for unit in KEPT_UNITS:
+                deleted += conn.execute(text(f"DELETE FROM {kind}_{unit} WHERE {UNITS[unit][0]} < :before"),
                                         {"before": previous}).rowcount
     return deleted

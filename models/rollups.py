@@ -189,43 +189,37 @@ def rolled_up_sql(device: str, hour: str) -> str:
             f" OR ({hour} = m.rolled_up_until AND {device} < m.rolling_device))")
 
 
+# Each rollup table's suffix (`{kind}_{unit}`): its time column, its unit in
+# floor_sql, and the hours from its start to its last hour, which rolls it up.
+UNITS = {"15min": ("bucket", "quarter", 0), "hourly": ("hour", "hour", 0),
+         "6h": ("bucket", "block", 5), "daily": ("day", "day", 23)}
+# Those dropped with the hours before `hours_kept_since`.
+KEPT_UNITS = ("15min", "hourly", "6h")
+
+
 def late_rollups_cte(kind: str) -> str:
     """CTEs for the drain's statement: the rows just inserted into history
-    (`stored`) whose device-hour or device-day is already rolled up are added to
-    those rollups. Ordered so that concurrent drains lock rollup rows in the
-    same order."""
+    (`stored`) whose device-hour, -block or -day is already rolled up are added
+    to those rollups (those finer than a day only if kept). Ordered so that
+    concurrent drains lock rollup rows in the same order."""
     k = KINDS[kind]
     dev = k["device"]
-    quarter, hour, block, day = (floor_sql("ts", unit) for unit in ("quarter", "hour", "block", "day"))
-    return f"""
-    late_quarters AS (
-        INSERT INTO {kind}_15min AS r ({dev}, bucket, {k['columns']})
-        SELECT {dev}, {quarter}, {k['sums']} FROM stored, rollup_watermark m
-        WHERE {rolled_up_sql(dev, hour)}
-          AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)
+    hour = floor_sql("ts", "hour")
+    ctes = []
+    for unit, (column, floor, last_hour) in UNITS.items():
+        start = floor_sql("ts", floor)
+        rolled = rolled_up_sql(dev, f"{start} + interval '{last_hour} hours'" if last_hour else hour)
+        kept = "\n          AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)" \
+            if unit in KEPT_UNITS else ""
+        ctes.append(f"""
+    late_{unit} AS (
+        INSERT INTO {kind}_{unit} AS r ({dev}, {column}, {k['columns']})
+        SELECT {dev}, {start}, {k['sums']} FROM stored, rollup_watermark m
+        WHERE {rolled}{kept}
         GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT ({dev}, bucket) DO UPDATE SET {k['merge']}
-    ), late_hours AS (
-        INSERT INTO {kind}_hourly AS r ({dev}, hour, {k['columns']})
-        SELECT {dev}, {hour}, {k['sums']} FROM stored, rollup_watermark m
-        WHERE {rolled_up_sql(dev, hour)}
-          AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)
-        GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT ({dev}, hour) DO UPDATE SET {k['merge']}
-    ), late_blocks AS (
-        INSERT INTO {kind}_6h AS r ({dev}, bucket, {k['columns']})
-        SELECT {dev}, {block}, {k['sums']} FROM stored, rollup_watermark m
-        WHERE {rolled_up_sql(dev, block + " + interval '5 hours'")}
-          AND (m.hours_kept_since IS NULL OR ts >= m.hours_kept_since)
-        GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT ({dev}, bucket) DO UPDATE SET {k['merge']}
-    ), late_days AS (
-        INSERT INTO {kind}_daily AS r ({dev}, day, {k['columns']})
-        SELECT {dev}, {day}, {k['sums']} FROM stored, rollup_watermark m
-        WHERE {rolled_up_sql(dev, day + " + interval '23 hours'")}
-        GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT ({dev}, day) DO UPDATE SET {k['merge']}
-    )"""
+        ON CONFLICT ({dev}, {column}) DO UPDATE SET {k['merge']}
+    )""")
+    return ",".join(ctes)
 
 
 # The drain's lock: shared with other drains, it only keeps roll-ups out.
