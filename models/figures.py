@@ -181,15 +181,19 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
     WITH {SPAN_SPLIT.format(links=links, span_filter=span_filter)},
     {_ac_parts(one_vehicle, bucketed, relinked, history)},
     {_dc_parts(one_vehicle, bucketed, relinked, history)},
-    ac AS (SELECT {keys}, sum(kwh) AS kwh, sum(n) AS n FROM ac_parts GROUP BY {keys}),
-    dc AS (SELECT {keys}, sum(kwh) AS kwh, sum(temp_sum) AS temp_sum, max(temp_max) AS temp_max,
-                  sum(n) AS n
-           FROM dc_parts GROUP BY {keys}),
+    -- both streams in one aggregate: no second hash table, and no join to merge them
+    parts AS (
+        SELECT {keys}, kwh AS ac_kwh, n AS ac_n, NULL::float8 AS dc_kwh, NULL::float8 AS temp_sum,
+               NULL::float8 AS temp_max, NULL::bigint AS dc_n FROM ac_parts
+        UNION ALL
+        SELECT {keys}, NULL, NULL, kwh, temp_sum, temp_max, n FROM dc_parts
+    ),
     figures AS (
-        SELECT {keys}, coalesce(ac.kwh, 0) AS ac_kwh, coalesce(dc.kwh, 0) AS dc_kwh,
-               dc.temp_sum / nullif(dc.n, 0) AS avg_temp, dc.temp_max AS max_temp,
-               coalesce(ac.n, 0)::bigint AS meter_readings, coalesce(dc.n, 0)::bigint AS vehicle_readings
-        FROM ac FULL JOIN dc USING ({keys})
+        SELECT {keys}, coalesce(sum(ac_kwh), 0) AS ac_kwh, coalesce(sum(dc_kwh), 0) AS dc_kwh,
+               sum(temp_sum) / nullif(sum(dc_n), 0) AS avg_temp, max(temp_max) AS max_temp,
+               coalesce(sum(ac_n), 0)::bigint AS meter_readings,
+               coalesce(sum(dc_n), 0)::bigint AS vehicle_readings
+        FROM parts GROUP BY {keys}
     )"""
 
 

@@ -25,12 +25,15 @@ PER_VEHICLE = {(relinked, history): vehicle_figures_sql(False, False, relinked, 
 """ for relinked in (False, True) for history in (False, True)}
 
 # The totals row always comes back, joined to the page's rows (none past the end).
+# Live state is joined to the page's rows only; `matched` counts the vehicles the
+# search finds, for paging through them.
 FLEET_PAGE = """
 WITH v AS ({per_vehicle}), totals AS (
     SELECT count(*) AS total_vehicles, coalesce(sum(ac_kwh), 0) AS total_ac,
            coalesce(sum(dc_kwh), 0) AS total_dc,
            coalesce(sum(meter_readings), 0)::bigint AS total_meter_readings,
            coalesce(sum(vehicle_readings), 0)::bigint AS total_vehicle_readings,
+           count(*) FILTER (WHERE {found}) AS matched,
            -- vehicles per efficiency bin: below 0.5, 0.05 wide up to 1.0, then 1.0 and above
            (SELECT array_agg(coalesce(n, 0) ORDER BY bin) FROM generate_series(0, 11) bin
             LEFT JOIN (SELECT width_bucket(efficiency, 0.5, 1.0, 10) AS bin, count(*) AS n
@@ -39,11 +42,10 @@ WITH v AS ({per_vehicle}), totals AS (
 )
 SELECT totals.*, page.*
 FROM totals LEFT JOIN LATERAL (
-    -- matched: the vehicles the search finds, for paging through them
-    SELECT v.*, live.soc AS live_soc, live.ts AS last_seen, count(*) OVER () AS matched
-    FROM v LEFT JOIN live_vehicles live USING (vehicle_id)
-    WHERE strpos(lower(vehicle_id), lower(:search)) > 0
-    ORDER BY {order} LIMIT :limit OFFSET :offset
+    SELECT p.*, live.soc AS live_soc, live.ts AS last_seen
+    FROM (SELECT * FROM v WHERE {found} ORDER BY {order} LIMIT :limit OFFSET :offset) p
+    LEFT JOIN live_vehicles live USING (vehicle_id)
+    ORDER BY {order}
 ) page ON true
 """
 
@@ -108,7 +110,9 @@ def fleet_page(engine: Engine, from_ts: datetime, to_ts: datetime, sort: str, de
         split = split_window(from_ts, to_ts, marks, fleet=uses_fleet_cuts(False, relinked))
         params = {**split.params(), "limit": limit, "offset": offset, "search": search}
         per_vehicle = PER_VEHICLE[relinked, reads_history(split, relinked)]
-        sql = FLEET_PAGE.format(per_vehicle=per_vehicle, order=order)
+        # An empty search finds every vehicle: no filter for the planner to estimate.
+        found = "strpos(lower(vehicle_id), lower(:search)) > 0" if search else "true"
+        sql = FLEET_PAGE.format(per_vehicle=per_vehicle, order=order, found=found)
         rows = conn.execute(text(sql), params).all()
     totals = rows[0]
     page = [VehicleFigures.of(row) for row in rows if row.vehicle_id is not None]
