@@ -23,12 +23,12 @@ KNOWN_VEHICLE = """
      OR EXISTS (SELECT 1 FROM meter_links WHERE vehicle_id = :vehicle_id))
 """
 
-# By `relinked` and whether history is read (models/figures.py): (False, False),
-# whole hours and days, is planned once per connection and used for every
-# window, since it holds no partition of history (the server's generic plan of
-# a prepared statement, chosen after five calls); planning the composed query
-# took 2.2 ms of a 3 ms call.
-VARIANTS = ((False, False), (False, True), (True, True))
+# By `relinked` and whether the window's edges are read from history
+# (models/figures.py): (False, False), whole hours and days, is planned once per
+# connection and used for every window, since it holds no partition of history
+# (the server's generic plan of a prepared statement, chosen after five calls);
+# planning the composed query took 2.2 ms of a 3 ms call.
+VARIANTS = ((False, False), (False, True), (True, False), (True, True))
 
 # One row always, also for a vehicle without readings in the window.
 PERFORMANCE = {(relinked, history): text(vehicle_figures_sql(True, False, relinked, history) + f"""
@@ -86,7 +86,7 @@ def vehicle_performance(
     with read_connection(engine) as conn:
         marks, relinked = window_state(conn, from_ts, to_ts, vehicle_id)
         split = split_window(from_ts, to_ts, marks)
-        statement = PERFORMANCE[relinked, reads_history(split, relinked)]
+        statement = PERFORMANCE[relinked, reads_history(split)]
         ac, ac_n, dc, dc_n, temp, known = execute_prepared(
             conn, statement, {"vehicle_id": vehicle_id, **split.params()}).fetchone()
     if not known:
@@ -124,7 +124,7 @@ def vehicle_series(
         split = split_window(from_ts, to_ts, marks, _finest(bucket))
         params = {"vehicle_id": vehicle_id, "bucket": bucket, "origin": BUCKET_ORIGIN,
                   **split.params()}
-        statement = SERIES[relinked, reads_history(split, relinked)]
+        statement = SERIES[relinked, reads_history(split)]
         return [Bucket(*row) for row in execute_prepared(conn, statement, params)], split
 
 

@@ -33,74 +33,67 @@ def _bucket(column: str, bucketed: bool) -> str:
 
 def _lateral(device: str, sums: str, table: str, condition: str, bucketed: bool) -> str:
     """One device's rows of `table` (alias x) under `condition`, summed (per bucket)."""
-    time = "x.hour" if table.endswith("_hourly") else "x.ts"
+    time = "x." + next((column for unit, (column, _, _) in UNITS.items() if table.endswith(f"_{unit}")), "ts")
     group = " GROUP BY 1" if bucketed else ""
     return (f"CROSS JOIN LATERAL (SELECT {_bucket(time, bucketed)}{sums} FROM {table} x"
             f" WHERE x.{device} = {condition}{group} HAVING count(*) > 0) p")
 
 
+UNION = "\n        UNION ALL\n        "
 METER_SUMS = "sum(x.kwh_consumed_ac) AS kwh, count(*) AS n"
 METER_ROLLUP_SUMS = "sum(x.kwh_consumed_ac) AS kwh, sum(x.readings) AS n"
 VEHICLE_SUMS = ("sum(x.kwh_delivered_dc) AS kwh, sum(x.battery_temp) AS temp_sum,"
                 " max(x.battery_temp) AS temp_max, count(*) AS n")
 
 
-def _ac_history(bucketed: bool, relinked: bool) -> str:
-    """AC of each span's history: the window's edges (and, relinked, wherever a
-    span's own edges lie)."""
-    t = "p.t, " if bucketed else ""
+def _ac_history(spans: str, bucketed: bool, relinked: bool) -> list[str]:
+    """AC of the history of each span of `spans`: the window's edges (and, relinked,
+    wherever a span's own edges lie)."""
     edges = [("sp.s", "sp.h1", ":start", ":quarters_start"), ("sp.h2", "sp.e", ":quarters_end", ":end")]
     if relinked:
         edges = [(a, b, ":start", ":end") for a, b, _, _ in edges]
-    return "".join(f"""
-        UNION ALL
-        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
-            'meter_id', METER_SUMS, 'meter_readings',
-            f'sp.meter_id AND x.ts >= {a} AND x.ts < {b} AND x.ts >= {lo} AND x.ts < {hi}', bucketed)}"""
-        for a, b, lo, hi in edges)
+    return [_span_part(spans, "meter_readings", METER_SUMS, f"x.ts >= {a} AND x.ts < {b}"
+                       f" AND x.ts >= {lo} AND x.ts < {hi}", bucketed)
+            for a, b, lo, hi in edges]
+
+
+def _span_part(spans: str, table: str, sums: str, condition: str, bucketed: bool) -> str:
+    """The AC of each span's meter in `table` under `condition`, read meter by
+    meter: as many index ranges as spans, whatever the fleet's size."""
+    t = "p.t, " if bucketed else ""
+    return (f"SELECT sp.vehicle_id, {t}p.kwh, p.n FROM {spans} sp "
+            + _lateral('meter_id', sums, table, f'sp.meter_id AND {condition}', bucketed))
+
+
+def _span_ac(spans: str, bucketed: bool, relinked: bool, history: bool) -> list[str]:
+    """AC of each span of `spans` (a few: one vehicle's, or the fleet's spans that
+    links cut), span by span. With links starting inside the window, a span's
+    history may lie anywhere in it, and hours of its days are cut too."""
+    window_hours = ("((x.hour >= :hours_start AND x.hour < :days_start)"
+                    " OR (x.hour >= :days_end AND x.hour < :rolled_end))")
+    parts = [
+        _span_part(spans, "meter_daily", METER_ROLLUP_SUMS, "x.day >= sp.d1 AND x.day < sp.d2"
+                   " AND x.day >= :days_start AND x.day < :days_end", bucketed),
+        *(_span_part(spans, "meter_hourly", METER_ROLLUP_SUMS,
+                     f"x.hour >= {a} AND x.hour < {b} AND {window_hours}", bucketed)
+          for a, b in (("sp.h1", "sp.d1"), ("sp.d2", "sp.h2"))),
+    ]
+    if relinked:  # hours of the window's days that a link starting or ending mid-day cuts
+        parts.append(_span_part(
+            spans, "meter_hourly", METER_ROLLUP_SUMS,
+            "x.hour >= :days_start AND x.hour < :days_end"
+            " AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))",
+            bucketed) + " WHERE sp.s > :days_start OR sp.e < :days_end")
+    # A cut span's own edges lie anywhere in the window: history is read for them whatever its edges.
+    return [*parts, *(_ac_history(spans, bucketed, relinked) if history or relinked else [])]
 
 
 def _ac_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) -> str:
-    """AC of each span. Without links starting inside the window, every span is
-    the whole window, and its history is the window's edges: constant bounds
-    that leave the planner one or two partitions to plan. With them, a span's
-    history may lie anywhere in the window, and hours of its days are cut too."""
-    if uses_fleet_cuts(one_vehicle, relinked):
-        return _fleet_ac_parts(bucketed, history)
-    t = "p.t, " if bucketed else ""
-    history = _ac_history(bucketed, relinked) if history else ""
-    cut_days = f"""
-        UNION ALL
-        -- hours of the window's days that a link starting or ending mid-day cuts
-        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
-            'meter_id', METER_ROLLUP_SUMS, 'meter_hourly',
-            'sp.meter_id AND x.hour >= :days_start AND x.hour < :days_end'
-            ' AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))',
-            bucketed)}
-        WHERE sp.s > :days_start OR sp.e < :days_end""" if relinked else ""
-    window_hours = ("((x.hour >= :hours_start AND x.hour < :days_start)"
-                    " OR (x.hour >= :days_end AND x.hour < :rolled_end))")
-    if one_vehicle:  # each meter's own hours: the planner chose the fleet's hour index
-        hours = "".join(f"""
-        UNION ALL
-        SELECT sp.vehicle_id, {t}p.kwh, p.n FROM span_split sp {_lateral(
-            'meter_id', METER_ROLLUP_SUMS, 'meter_hourly',
-            f'sp.meter_id AND x.hour >= {a} AND x.hour < {b} AND {window_hours}', bucketed)}"""
-            for a, b in (("sp.h1", "sp.d1"), ("sp.d2", "sp.h2")))
-    else:  # an hour of the fleet lies together (rolled up range by range)
-        hours = f"""
-        UNION ALL
-        SELECT sp.vehicle_id, {_bucket('x.hour', bucketed)}x.kwh_consumed_ac, x.readings
-        FROM span_split sp JOIN meter_hourly x ON x.meter_id = sp.meter_id
-         AND ((x.hour >= sp.h1 AND x.hour < sp.d1) OR (x.hour >= sp.d2 AND x.hour < sp.h2))
-         AND {window_hours}"""
-    return f"""
-    ac_parts AS (
-        SELECT sp.vehicle_id, {_bucket('r.day', bucketed)}r.kwh_consumed_ac AS kwh, r.readings AS n
-        FROM span_split sp JOIN meter_daily r ON r.meter_id = sp.meter_id
-         AND r.day >= sp.d1 AND r.day < sp.d2 AND r.day >= :days_start AND r.day < :days_end
-{hours}{cut_days}{history}
-    )"""
+    """AC of each span: one vehicle's span by span; the fleet's from every meter's
+    sums (`_fleet_ac_parts`)."""
+    if one_vehicle:
+        return f"\n    ac_parts AS (\n        {UNION.join(_span_ac('span_split', bucketed, relinked, history))}\n    )"
+    return _fleet_ac_parts(bucketed, relinked, history)
 
 
 # The rollup pieces of a window (models/windows.py) as (unit, from, to),
@@ -126,13 +119,21 @@ def _rollup_pieces(kind: str, columns: str, fleet: bool, bucketed: bool, only: s
             for unit, a, b in (FLEET_PIECES if fleet else PIECES)]
 
 
-def _fleet_ac_parts(bucketed: bool, history: bool) -> str:
-    """AC of each span when every span is the whole window (fleet-wide, no link
-    starting inside it): every meter's rollups of the window are summed first,
-    then given to its span's vehicle, so that each rollup row is hashed once."""
+def _fleet_ac_parts(bucketed: bool, relinked: bool, history: bool) -> str:
+    """AC of the fleet's spans. Those that are the whole window (every span, when
+    no link starts inside it) take their meter's rollups of the window, summed
+    first for every meter so that each rollup row is hashed once, and the
+    window's edges from history. The few that links cut are read span by span."""
     t = "t, " if bucketed else ""
     union = "\n            UNION ALL ".join(
         _rollup_pieces("meter", "kwh_consumed_ac AS kwh, readings AS n", True, bucketed))
+    whole, cut = "span_split", []
+    if relinked:
+        whole = "(SELECT * FROM span_split WHERE s = :start AND e = :end)"
+        cut = _span_ac("(SELECT * FROM span_split WHERE s > :start OR e < :end)", bucketed, True, history)
+    parts = [f"SELECT sp.vehicle_id, {'m.t, ' if bucketed else ''}m.kwh, m.n"
+             f" FROM {whole} sp JOIN meter_sums m USING (meter_id)",
+             *(_ac_history(whole, bucketed, False) if history else []), *cut]
     return f"""
     meter_sums AS (
         SELECT meter_id, {t}sum(kwh) AS kwh, sum(n) AS n FROM (
@@ -140,9 +141,7 @@ def _fleet_ac_parts(bucketed: bool, history: bool) -> str:
         GROUP BY meter_id{', t' if bucketed else ''}
     ),
     ac_parts AS (
-        SELECT sp.vehicle_id, {'m.t, ' if bucketed else ''}m.kwh, m.n
-        FROM span_split sp JOIN meter_sums m USING (meter_id)
-{_ac_history(bucketed, False) if history else ''}
+        {UNION.join(parts)}
     )"""
 
 
@@ -158,7 +157,7 @@ def _dc_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) 
     ] if history else []
     columns = ("kwh_delivered_dc AS kwh, battery_temp_sum AS temp_sum,"
                " battery_temp_max AS temp_max, readings AS n")
-    parts = [*_rollup_pieces("vehicle", columns, uses_fleet_cuts(one_vehicle, relinked), bucketed, only),
+    parts = [*_rollup_pieces("vehicle", columns, not one_vehicle, bucketed, only),
              *edges]
     return "\n    dc_parts AS (\n        " + "\n        UNION ALL\n        ".join(parts) + "\n    )"
 
@@ -170,9 +169,11 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
     vehicle_readings, for the vehicles with readings or AC in the window (only
     :vehicle_id when `one_vehicle`). Parameters: WindowSplit.params(), and
     :bucket and :origin when bucketed. `relinked`: whether a link of the
-    meters concerned starts inside the window (`window_state`). Without
-    `history` (for a window that reads none: `reads_history`), no partition of
-    history is in the query, so the server can plan it once for every window."""
+    meters concerned starts inside the window (`window_state`): the spans such
+    links cut read their own edges from history. `history`: whether the
+    window's edges are read from history (`reads_history`). Without either, no
+    partition of history is in the query, so the server can plan it once for
+    every window."""
     links = ("WHERE meter_id IN (SELECT meter_id FROM meter_links WHERE vehicle_id = :vehicle_id)"
              if one_vehicle else "")
     span_filter = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
@@ -197,18 +198,11 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
     )"""
 
 
-def uses_fleet_cuts(one_vehicle: bool, relinked: bool) -> bool:
-    """Whether `vehicle_figures_sql` reads quarter hours and 6-hour blocks
-    (split_window's `fleet`): fleet-wide, unless links start inside the window
-    (a span's edges may then lie anywhere in it)."""
-    return not one_vehicle and not relinked
-
-
-def reads_history(split: WindowSplit, relinked: bool) -> bool:
-    """Whether `vehicle_figures_sql` needs its history parts: the window has
-    edges (partial or not rolled-up hours) or spans of links that start inside it."""
+def reads_history(split: WindowSplit) -> bool:
+    """Whether the window has edges read from history (partial quarter hours or
+    hours, or hours not rolled up yet): `vehicle_figures_sql`'s `history`."""
     params = split.params()
-    return relinked or split.start < params["quarters_start"] or params["quarters_end"] < split.end
+    return split.start < params["quarters_start"] or params["quarters_end"] < split.end
 
 
 # What the rollups hold, and whether a link of the meters concerned (those ever

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from models.analytics import ratio
 from models.db import read_connection
-from models.figures import reads_history, uses_fleet_cuts, vehicle_figures_sql, window_state
+from models.figures import reads_history, vehicle_figures_sql, window_state
 from models.windows import WindowSplit, split_window
 
 # By `relinked` and whether history is read (models/figures.py).
@@ -107,9 +107,9 @@ def fleet_page(engine: Engine, from_ts: datetime, to_ts: datetime, sort: str, de
     order = f"{SORT_COLUMNS[sort]} {direction} NULLS LAST, vehicle_id"
     with read_connection(engine) as conn:
         marks, relinked = window_state(conn, from_ts, to_ts)
-        split = split_window(from_ts, to_ts, marks, fleet=uses_fleet_cuts(False, relinked))
+        split = split_window(from_ts, to_ts, marks, fleet=True)
         params = {**split.params(), "limit": limit, "offset": offset, "search": search}
-        per_vehicle = PER_VEHICLE[relinked, reads_history(split, relinked)]
+        per_vehicle = PER_VEHICLE[relinked, reads_history(split)]
         # An empty search finds every vehicle: no filter for the planner to estimate.
         found = "strpos(lower(vehicle_id), lower(:search)) > 0" if search else "true"
         sql = FLEET_PAGE.format(per_vehicle=per_vehicle, order=order, found=found)
@@ -125,7 +125,7 @@ def all_vehicles(engine: Engine, from_ts: datetime, to_ts: datetime) -> list[Veh
     """Every vehicle with readings or AC in [from_ts, to_ts) (for alert evaluation)."""
     with read_connection(engine) as conn:
         marks, relinked = window_state(conn, from_ts, to_ts)
-        split = split_window(from_ts, to_ts, marks, fleet=uses_fleet_cuts(False, relinked))
-        per_vehicle = PER_VEHICLE[relinked, reads_history(split, relinked)]
+        split = split_window(from_ts, to_ts, marks, fleet=True)
+        per_vehicle = PER_VEHICLE[relinked, reads_history(split)]
         rows = conn.execute(text(per_vehicle), split.params()).all()
     return [VehicleFigures.of(row) for row in rows]

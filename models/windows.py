@@ -187,8 +187,10 @@ def ceil_sql(x: str, unit: str) -> str:
 # pieces: history [s, h1) and [h2, e), hourly [h1, d1) and [d2, h2), daily
 # [d1, d2). A span edge in hours no longer kept moves to its midnight (history
 # up to there) rather than onto hourly rollups that are gone. A span with no
-# whole hour to read is history on both sides of one instant, h1 = h2, the
-# window's own cut for a span that is the whole window.
+# whole hour to read is history on both sides of one instant, h1 = h2: the
+# window's own cut for a span that is the whole window, taken before any move
+# to a midnight (a window whose hours are all no longer kept is history
+# throughout, cut where its hours would start).
 SPAN_SPLIT = f"""
     spans AS (
         SELECT meter_id, vehicle_id, s, e,
@@ -201,7 +203,7 @@ SPAN_SPLIT = f"""
               FROM meter_links {{links}}) l
         WHERE s < e {{span_filter}}
     ), spans_kept AS (
-        SELECT meter_id, vehicle_id, s, e, d1r, d2r,
+        SELECT meter_id, vehicle_id, s, e, d1r, d2r, h1r,
                CASE WHEN h1r < :hours_kept_since
                     THEN greatest({ceil_sql('s', 'day')}, :hours_start) ELSE h1r END AS h1,
                CASE WHEN h2r < :hours_kept_since
@@ -212,7 +214,7 @@ SPAN_SPLIT = f"""
                CASE WHEN h1 < h2 AND d1r < d2r THEN d1r ELSE h2 END AS d1,
                CASE WHEN h1 < h2 AND d1r < d2r THEN d2r ELSE h2 END AS d2
         FROM (SELECT meter_id, vehicle_id, s, e, d1r, d2r,
-                     CASE WHEN h1 < h2 THEN h1 ELSE least(greatest(h1, s), e) END AS h1,
-                     CASE WHEN h1 < h2 THEN h2 ELSE least(greatest(h1, s), e) END AS h2
+                     CASE WHEN h1 < h2 THEN h1 ELSE least(greatest(h1r, s), e) END AS h1,
+                     CASE WHEN h1 < h2 THEN h2 ELSE least(greatest(h1r, s), e) END AS h2
               FROM spans_kept) k
     )"""

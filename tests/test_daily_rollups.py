@@ -7,6 +7,7 @@ read device by device, and the series bucket limit counts the buckets listed."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -118,7 +119,7 @@ def test_hourly_retention_is_a_checked_setting():
             settings_module.load({"ROLLUP_HOURLY_RETENTION_DAYS": bad})
 
 
-def fleet_plan(engine, start, end) -> tuple[str, object]:
+def fleet_plan(engine, start, end, relinked: bool = False) -> tuple[str, object]:
     """The plan of the fleet's figures over [start, end), and the window's split."""
     from models.fleet import PER_VEHICLE
 
@@ -126,7 +127,7 @@ def fleet_plan(engine, start, end) -> tuple[str, object]:
         conn.execute(text("ANALYZE"))
         conn.execute(text("SET LOCAL enable_seqscan = off"))  # what is left is the plan's choice
         split = split_window(start, end, rollup_marks(conn), fleet=True)
-        statement = PER_VEHICLE[False, reads_history(split, False)]
+        statement = PER_VEHICLE[relinked, reads_history(split)]
         return "\n".join(conn.execute(text("EXPLAIN " + statement), split.params()).scalars()), split
 
 
@@ -161,6 +162,30 @@ def test_fleet_edges_on_quarter_hours_read_rollups_only(three_days, engine, clie
     # A reading every 20 minutes: 72 in 24 hours, from 00:40 on.
     assert v1["readings"] == {"meter": 72, "vehicle": 72}
     assert v1["acConsumedKwh"] == pytest.approx(72 * 1.5) and v1["dcDeliveredKwh"] == pytest.approx(72 * 1.2)
+
+
+def test_a_relink_leaves_the_fleets_other_spans_on_its_rollups(three_days, engine, client):
+    """A link starting inside a fleet window cuts its meter's spans, which are
+    read span by span; the other spans still take the fleet's 15-minute and
+    6-hour rollups (a relink anywhere used to send the whole fleet to hourly
+    rollups and history)."""
+    link(engine, "M-2", "V-2", DAY0)
+    store(engine, [["m", "M-2", iso(DAY0 + timedelta(minutes=minute)), 2.0, 230.0]
+                   for minute in range(0, 3 * 24 * 60, 20)])
+    link(engine, "M-1", "V-3", at(36) + timedelta(minutes=10))
+    roll_up(engine, at(60) + SETTLE, max_hours=60)
+    plan, _ = fleet_plan(engine, at(24.5), at(48.5), relinked=True)
+    assert "meter_15min" in plan and "meter_6h" in plan, plan
+    assert re.search(r"AND \(meter_id = span_split_\d+\.meter_id\)\)", plan), plan  # the cut spans
+    response = client.get("/v1/analytics/fleet", headers=OPERATOR,
+                          query_string={"from": iso(at(24.5)), "to": iso(at(48.5))})
+    assert response.status_code == 200, response.json
+    meters = {v["vehicleId"]: (v["readings"]["meter"], v["acConsumedKwh"])
+              for v in response.json["vehicles"]}
+    # Readings every 20 minutes from 00:40: M-1's 35 up to 12:10 go to V-1, its 37 after to V-3.
+    assert meters["V-1"] == (35, pytest.approx(35 * 1.5))
+    assert meters["V-3"] == (37, pytest.approx(37 * 1.5))
+    assert meters["V-2"] == (72, pytest.approx(72 * 2.0))
 
 
 @pytest.mark.parametrize("start_minute, hours, status", [(30, 5000, 400), (30, 4999, 200),

@@ -115,7 +115,7 @@ def analytics_split(day: Day) -> dict:
     try:
         with engine.connect() as conn:
             split = split_window(day.start, day.end, rollup_marks(conn))
-            window, statement = split.params(), PERFORMANCE[False, reads_history(split, False)]
+            window, statement = split.params(), PERFORMANCE[False, reads_history(split)]
             for vid in ids[:30]:
                 params = {"vehicle_id": vid, **window}
                 plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
