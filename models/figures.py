@@ -145,7 +145,7 @@ def _fleet_ac_parts(bucketed: bool, relinked: bool, history: bool) -> str:
     )"""
 
 
-def _dc_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) -> str:
+def _dc_parts(one_vehicle: bool, bucketed: bool, history: bool) -> str:
     t = "p.t, " if bucketed else ""
     only = "AND vehicle_id = :vehicle_id" if one_vehicle else ""
     live = "WHERE v.vehicle_id = :vehicle_id" if one_vehicle else ""
@@ -159,7 +159,7 @@ def _dc_parts(one_vehicle: bool, bucketed: bool, relinked: bool, history: bool) 
                " battery_temp_max AS temp_max, readings AS n")
     parts = [*_rollup_pieces("vehicle", columns, not one_vehicle, bucketed, only),
              *edges]
-    return "\n    dc_parts AS (\n        " + "\n        UNION ALL\n        ".join(parts) + "\n    )"
+    return f"\n    dc_parts AS (\n        {UNION.join(parts)}\n    )"
 
 
 def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
@@ -181,7 +181,7 @@ def vehicle_figures_sql(one_vehicle: bool, bucketed: bool, relinked: bool,
     return f"""
     WITH {SPAN_SPLIT.format(links=links, span_filter=span_filter)},
     {_ac_parts(one_vehicle, bucketed, relinked, history)},
-    {_dc_parts(one_vehicle, bucketed, relinked, history)},
+    {_dc_parts(one_vehicle, bucketed, history)},
     -- both streams in one aggregate: no second hash table, and no join to merge them
     parts AS (
         SELECT {keys}, kwh AS ac_kwh, n AS ac_n, NULL::float8 AS dc_kwh, NULL::float8 AS temp_sum,

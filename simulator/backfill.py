@@ -38,7 +38,7 @@ from models import partitions, roll_up
 from models.db import create_db_engine, sqlalchemy_url
 from models.links import put_links
 from models.live import UPSERT_LIVE_METERS, UPSERT_LIVE_VEHICLES
-from models.rollups import UNITS
+from models.rollups import KINDS, UNITS
 from models.session_store import ChargingSession
 from settings import load_or_exit
 from simulator import fleet
@@ -366,7 +366,7 @@ def run(database_url: str, vehicles: int, meters: int, hours: float, end: dateti
                 rollup_engine.dispose()
             # The sessions too: without statistics, the roll-up's per-range statements
             # scanned all of them (36 ms a range, under the watermark lock).
-            _vacuum_analyze(database_url, [*(f"{kind}_{unit}" for kind in ("meter", "vehicle") for unit in UNITS),
+            _vacuum_analyze(database_url, [*(f"{kind}_{unit}" for kind in KINDS for unit in UNITS),
                                            ChargingSession.__tablename__])
         summary.rollups = "15-minute, hourly, 6-hour and daily ones rebuilt for the window's days"
     finally:
